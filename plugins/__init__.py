@@ -1,0 +1,1 @@
+"""taskman's built-in plugins, installed as the ``taskman_plugins`` package."""

@@ -1,0 +1,246 @@
+"""One factory, two flavours: ``falcon.App`` and ``falcon.asgi.App`` from one plugin set.
+
+Start-up (migrations, then every ``taskman_startup`` hook) runs once per
+process.  Under ASGI the lifespan protocol drives it; WSGI has no lifespan,
+so the first request in a process starts it (``taskman.wsgi`` starts it at
+import, in each gunicorn worker) and ``atexit`` runs shut-down.  Whoever
+starts the app stops it: a test that starts it explicitly is not shut down
+by the one-shot lifespan events of falcon's test client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import falcon
+import falcon.asgi
+import peewee
+
+from taskman import errors
+from taskman.asgi_adapters import adapt_middleware, adapt_resource
+from taskman.config import Config, load_config
+from taskman.db import UNAVAILABLE_ERRORS, database, make_database, release_connection
+from taskman.migrations import Migrations
+from taskman.plugins import PluginError, Plugins, RouteContribution
+
+log = logging.getLogger("taskman")
+
+AUTO_MIGRATE_ENVIRONMENTS = frozenset({"development", "testing"})
+
+
+class StartupError(Exception):
+    """The app cannot start; the message is the one line an operator needs."""
+
+
+class PendingMigrationsError(StartupError):
+    def __init__(self, pending: list[str]) -> None:
+        self.pending = pending
+        super().__init__(
+            f"{len(pending)} migration(s) pending ({', '.join(pending)}); "
+            "run `taskman migrate` before starting in this environment"
+        )
+
+
+class RouteConflictError(StartupError):
+    pass
+
+
+class _ConnectionMiddleware:
+    """Return the request thread's database connection to the pool, also after errors (WSGI)."""
+
+    def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
+        release_connection(database)
+
+
+class _LifespanMiddleware:
+    """Drive start-up and shut-down from the ASGI lifespan protocol."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def process_startup(self, scope: Any, event: Any) -> None:
+        self.runtime.start(owner="lifespan")
+
+    async def process_shutdown(self, scope: Any, event: Any) -> None:
+        self.runtime.stop(owner="lifespan")
+
+
+@attrs.define(eq=False)
+class Runtime:
+    """What a taskman app carries besides falcon's own state: ``app.taskman``."""
+
+    config: Config
+    plugins: Plugins
+    database: peewee.Database
+    app: Any = None
+    state: str = "created"  # created | starting | started | stopping | stopped
+    pid: int | None = None
+    owner: str | None = None
+    _lock: threading.RLock = attrs.field(factory=threading.RLock)
+
+    @property
+    def started(self) -> bool:
+        return self.state == "started" and self.pid == os.getpid()
+
+    def migrations(self) -> Migrations:
+        return Migrations(self.database, self.plugins.migrations())
+
+    def fire_event(self, name: str, payload: Mapping[str, Any]) -> None:
+        """Notify every ``taskman_event`` listener of a domain event."""
+        self.plugins.event(name, payload)
+
+    def start(self, owner: str = "explicit") -> bool:
+        """Run start-up once in this process; return False if it already ran."""
+        with self._lock:
+            if self.started:
+                return False
+            self.state, self.pid, self.owner = "starting", os.getpid(), owner
+            try:
+                self._apply_or_check_migrations()
+                self.plugins.startup(self.app, self.config)
+            except BaseException:
+                self.state = "created"
+                raise
+            finally:
+                release_connection(self.database)
+            self.state = "started"
+            if owner != "lifespan":
+                atexit.register(self._stop_at_exit)
+            log.info("startup_complete", extra={"pid": self.pid, "owner": owner})
+            return True
+
+    def stop(self, owner: str | None = None) -> bool:
+        """Run shut-down if this process started; ``owner`` stops only what it started."""
+        with self._lock:
+            if not self.started or (owner is not None and owner != self.owner):
+                return False
+            self.state = "stopping"
+            atexit.unregister(self._stop_at_exit)
+            try:
+                for failure in self.plugins.shutdown(self.app, self.config):
+                    log.error("shutdown_hook_failed", extra={"error": str(failure)})
+            finally:
+                release_connection(self.database)
+                self.database.close_all()  # type: ignore[attr-defined]
+                self.state = "stopped"
+            return True
+
+    def _stop_at_exit(self) -> None:
+        self.stop()
+
+    def _apply_or_check_migrations(self) -> None:
+        migrations = self.migrations()
+        if not migrations.runners:
+            return
+        pending = migrations.pending()
+        if not pending:
+            return
+        if self.config.environment in AUTO_MIGRATE_ENVIRONMENTS:
+            applied = migrations.apply()
+            log.info("migrations_applied", extra={"migrations": applied})
+        else:
+            raise PendingMigrationsError(pending)
+
+
+class App(falcon.App):  # type: ignore[type-arg]
+    """``falcon.App`` that starts its plugins on the first request of each process."""
+
+    taskman: Runtime
+
+    def __call__(self, env: Any, start_response: Any) -> Any:
+        if not self.taskman.started:
+            self.taskman.start(owner="first-request")
+        return super().__call__(env, start_response)
+
+
+class AsgiApp(falcon.asgi.App):  # type: ignore[type-arg]
+    """``falcon.asgi.App`` that starts on lifespan (or the first request without lifespan)."""
+
+    taskman: Runtime
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
+        if scope["type"] != "lifespan" and not self.taskman.started:
+            await asyncio.to_thread(self.taskman.start, "first-request")
+        await super().__call__(scope, receive, send)
+
+
+def _route_key(template: str) -> str:
+    return re.sub(r"\{[^}]*\}", "{}", template.rstrip("/") or "/")
+
+
+def _add_routes(app: falcon.App, routes: Iterable[RouteContribution], plugins: Plugins, asgi: bool) -> None:  # type: ignore[type-arg]
+    owners: dict[str, RouteContribution] = {}
+    for route in routes:
+        key = _route_key(route.uri_template)
+        other = owners.get(key)
+        if other is not None:
+            raise RouteConflictError(
+                f"route {route.uri_template} is claimed by plugin {other.plugin!r} "
+                f"({plugins.distribution_of(other.plugin)}) and plugin {route.plugin!r} "
+                f"({plugins.distribution_of(route.plugin)})"
+            )
+        owners[key] = route
+        resource = adapt_resource(route.resource) if asgi else route.resource
+        try:
+            app.add_route(route.uri_template, resource, **route.kwargs)
+        except Exception as exc:
+            raise PluginError(route.plugin, plugins.distribution_of(route.plugin), exc, "taskman_routes") from exc
+
+
+def create_app(
+    config: Config | None = None, *, asgi: bool = False, plugins: Iterable[object] = ()
+) -> falcon.App:  # type: ignore[type-arg]
+    """Build the app from every enabled plugin.
+
+    ``config`` defaults to :func:`taskman.config.load_config`; ``plugins``
+    adds plugin objects to the discovered ones (handy in tests).  Start-up
+    hooks do not run here: see the module docstring.
+    """
+    extra = list(plugins)
+    if config is None:
+        config = load_config(extra_plugins=extra)
+    registry = Plugins.discover(config.plugins.disable, extra)
+    db = make_database(config.database)
+    database.initialize(db)
+    runtime = Runtime(config=config, plugins=registry, database=db)
+
+    contributed = registry.middleware(config)
+    middleware: list[object]
+    if asgi:
+        middleware = [_LifespanMiddleware(runtime), *(adapt_middleware(mw) for _, mw in contributed)]
+    else:
+        middleware = [_ConnectionMiddleware(), *(mw for _, mw in contributed)]
+    for plugin, component in contributed:
+        if not any(hasattr(component, m) for m in ("process_request", "process_resource", "process_response",
+                                                    "process_request_async", "process_resource_async",
+                                                    "process_response_async", "process_startup")):
+            raise PluginError(plugin, registry.distribution_of(plugin), f"{component!r} has no middleware method",
+                              "taskman_middleware")
+
+    app_class = AsgiApp if asgi else App
+    app = app_class(middleware=middleware)
+    app.taskman = runtime
+    runtime.app = app
+    errors.install(app, asgi=asgi, retry_after=config.database.retry_after, unavailable=UNAVAILABLE_ERRORS)
+    _add_routes(app, registry.routes(config), registry, asgi)
+    if config.database.echo_sql:
+        logging.getLogger("peewee").setLevel(logging.DEBUG)
+    return app
+
+
+def start(app: Any) -> bool:
+    """Run start-up now (tests and embedding servers); a no-op if it already ran in this process."""
+    return app.taskman.start(owner="explicit")  # type: ignore[no-any-return]
+
+
+def stop(app: Any) -> bool:
+    """Run shut-down now; a no-op if this process has not started."""
+    return app.taskman.stop()  # type: ignore[no-any-return]

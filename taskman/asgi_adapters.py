@@ -1,0 +1,174 @@
+"""Make plain synchronous resources and middleware run under falcon's ASGI app.
+
+Falcon's ASGI app only accepts coroutine responders and ``*_async``
+middleware.  Plugins may write plain sync code; here each sync method is
+wrapped in a coroutine that runs it on the default thread pool (returning
+that thread's database connection afterwards), unless the object is marked
+:func:`nonblocking`, in which case it runs directly on the event loop.
+The sync code receives a :class:`SyncRequest`, whose ``get_media()``,
+``media`` and ``bounded_stream`` block the worker thread, not the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from taskman.db import database, release_connection
+
+T = TypeVar("T")
+
+RESPONDER_PREFIX = "on_"
+MIDDLEWARE_METHODS = ("process_request", "process_resource", "process_response")
+LIFESPAN_METHODS = ("process_startup", "process_shutdown")
+
+
+def nonblocking(obj: T) -> T:
+    """Mark a responder, resource or middleware as safe to run on the event loop.
+
+    Use it for sync code that does no I/O and does not read the request body:
+    under ASGI it then skips the thread-pool hop.
+    """
+    obj.taskman_nonblocking = True  # type: ignore[attr-defined]
+    return obj
+
+
+def is_nonblocking(*objs: object) -> bool:
+    return any(getattr(o, "taskman_nonblocking", False) for o in objs)
+
+
+class _SyncStream:
+    def __init__(self, stream: Any, request: SyncRequest) -> None:
+        self._stream = stream
+        self._request = request
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._request._block_on(self._stream.read(size))  # type: ignore[no-any-return]
+
+    def readall(self) -> bytes:
+        return self._request._block_on(self._stream.readall())  # type: ignore[no-any-return]
+
+    def exhaust(self) -> None:
+        self._request._block_on(self._stream.exhaust())
+
+
+class SyncRequest:
+    """An ASGI request seen through the sync ``falcon.Request`` API."""
+
+    __slots__ = ("_req", "_loop", "_loop_thread")
+
+    def __init__(self, req: Any, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
+        object.__setattr__(self, "_req", req)
+        object.__setattr__(self, "_loop", loop)
+        object.__setattr__(self, "_loop_thread", loop_thread)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._req, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._req, name, value)
+
+    def _block_on(self, coro: Awaitable[Any]) -> Any:
+        if threading.get_ident() == self._loop_thread:
+            getattr(coro, "close", lambda: None)()
+            raise RuntimeError("a nonblocking responder or middleware cannot read the request body")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+
+    def get_media(self, *args: Any, **kwargs: Any) -> Any:
+        return self._block_on(self._req.get_media(*args, **kwargs))
+
+    @property
+    def media(self) -> Any:
+        return self.get_media()
+
+    @property
+    def bounded_stream(self) -> _SyncStream:
+        return _SyncStream(self._req.stream, self)
+
+    stream = bounded_stream
+
+
+def _call_and_release(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return func(*args, **kwargs)
+    finally:
+        release_connection(database)
+
+
+def to_coroutine(func: Callable[..., Any], *, inline: bool) -> Callable[..., Awaitable[Any]]:
+    """Wrap a sync ``func(req, resp, ...)`` as a coroutine function for falcon's ASGI app."""
+
+    if inline:
+
+        @functools.wraps(func)
+        async def run_inline(req: Any, *args: Any, **kwargs: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            return func(SyncRequest(req, loop, threading.get_ident()), *args, **kwargs)
+
+        return run_inline
+
+    @functools.wraps(func)
+    async def run_in_thread(req: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        sync_req = SyncRequest(req, loop, threading.get_ident())
+        return await loop.run_in_executor(None, _call_and_release, func, (sync_req, *args), kwargs)
+
+    return run_in_thread
+
+
+def _as_method(coro_func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await coro_func(*args, **kwargs)
+
+    method.__name__ = getattr(coro_func, "__name__", "method")
+    return method
+
+
+def adapt_resource(resource: object) -> object:
+    """Return ``resource`` itself if it is all-async, else an adapter with coroutine responders."""
+    names = [n for n in dir(resource) if n.startswith(RESPONDER_PREFIX) and callable(getattr(resource, n))]
+    sync = [n for n in names if not inspect.iscoroutinefunction(getattr(resource, n)) and n != "on_websocket"]
+    if not sync:
+        return resource
+    namespace: dict[str, Any] = {"wrapped": resource}
+    for name in names:
+        responder = getattr(resource, name)
+        if name in sync:
+            responder = to_coroutine(responder, inline=is_nonblocking(resource, responder))
+        namespace[name] = _as_method(responder)
+    adapter = type(f"Async{type(resource).__name__}", (), namespace)
+    return adapter()
+
+
+def adapt_middleware(component: object) -> object:
+    """Return ``component`` if falcon's ASGI app accepts it as is, else an async adapter."""
+    namespace: dict[str, Any] = {"wrapped": component}
+    changed = False
+    for name in MIDDLEWARE_METHODS:
+        async_version = getattr(component, f"{name}_async", None)
+        method = getattr(component, name, None)
+        if async_version is not None:
+            namespace[f"{name}_async"] = _as_method(async_version)
+        elif method is not None:
+            if not inspect.iscoroutinefunction(method):
+                changed = True
+                method = to_coroutine(method, inline=is_nonblocking(component, method))
+            namespace[f"{name}_async"] = _as_method(method)
+    for name in LIFESPAN_METHODS:
+        method = getattr(component, name, None)
+        if method is not None:
+            if not inspect.iscoroutinefunction(method):
+                changed = True
+                sync_method = method
+
+                async def method(*args: Any, _sync: Callable[..., Any] = sync_method) -> Any:
+                    return _sync(*args)
+
+            namespace[name] = _as_method(method)
+    if not changed:
+        return component
+    return type(f"Async{type(component).__name__}", (), namespace)()

@@ -1,0 +1,125 @@
+"""The database layer: a pooled peewee database built from a URL.
+
+Plugins bind their models to :data:`database`, a proxy the app factory
+points at the configured database.  Connections open lazily on the first
+query and go back to the pool at the end of the request (or of each
+offloaded sync call under ASGI), also when the request fails.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import peewee
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase, PooledSqliteDatabase
+
+from taskman.config import DatabaseSettings
+
+#: Bind plugin models to this proxy: ``class Meta: database = taskman.db.database``.
+database = peewee.DatabaseProxy()
+
+#: Errors that mean "the database cannot serve right now": answered with 503 + Retry-After.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    peewee.OperationalError,
+    peewee.InterfaceError,
+    MaxConnectionsExceeded,
+)
+
+
+class _BoundedPoolMixin:
+    """Keep at most ``pool_size`` idle connections; overflow ones close on return.
+
+    peewee's pool only knows a maximum; ``pool_size`` / ``max_overflow`` are
+    the knobs our operators already use (the seed's SQLAlchemy settings).
+    """
+
+    _pool_size: int
+    _pool_lock: Any
+    _connections: list[Any]
+
+    def _close(self, conn: Any, close_conn: bool = False) -> None:
+        super()._close(conn, close_conn)  # type: ignore[misc]
+        with self._pool_lock:
+            while len(self._connections) > self._pool_size:
+                _, _, extra = heapq.heappop(self._connections)
+                self._close_raw(extra)  # type: ignore[attr-defined]
+
+
+class SqliteDatabase(_BoundedPoolMixin, PooledSqliteDatabase):
+    pass
+
+
+class PostgresqlDatabase(_BoundedPoolMixin, PooledPostgresqlDatabase):
+    pass
+
+
+def is_sqlite_url(url: str) -> bool:
+    return url.startswith("sqlite:")
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///taskman.db`` is relative to the working directory, ``sqlite:////abs.db`` absolute."""
+    path = url[len("sqlite://") :]
+    path = path[1:] if path.startswith("/") else path
+    return unquote(path.split("?", 1)[0]) or ":memory:"
+
+
+def make_database(settings: DatabaseSettings) -> peewee.Database:
+    """Build the pooled database that ``settings.url`` describes."""
+    pool: dict[str, Any] = {
+        "max_connections": settings.pool_size + settings.max_overflow,
+        "timeout": settings.pool_timeout,
+        "stale_timeout": 3600,
+    }
+    db: peewee.Database
+    if is_sqlite_url(settings.url):
+        db = SqliteDatabase(
+            sqlite_path(settings.url),
+            pragmas={
+                "journal_mode": "wal",
+                "foreign_keys": 1,
+                "busy_timeout": settings.busy_timeout_ms,
+                "synchronous": "normal",
+            },
+            check_same_thread=False,
+            **pool,
+        )
+    else:
+        parts = urlsplit(settings.url)
+        params: dict[str, Any] = dict(parse_qsl(parts.query))
+        params.setdefault("connect_timeout", max(1, round(settings.connect_timeout)))
+        if settings.statement_timeout_ms:
+            params.setdefault("options", f"-c statement_timeout={settings.statement_timeout_ms}")
+        db = PostgresqlDatabase(
+            unquote(parts.path.lstrip("/")),
+            host=parts.hostname,
+            port=parts.port,
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            prefer_psycopg3=True,
+            **params,
+            **pool,
+        )
+    db._pool_size = settings.pool_size  # type: ignore[attr-defined]
+    return db
+
+
+def release_connection(db: peewee.Database | peewee.DatabaseProxy) -> None:
+    """Return this thread's connection to the pool, if it opened one."""
+    target = db.obj if isinstance(db, peewee.DatabaseProxy) else db
+    if target is None or target.is_closed():
+        return
+    if target.in_transaction():
+        # A leaked atomic(): forget it here; the pool rolls back on check-in.
+        target._state.transactions.clear()
+    target.close()
+
+
+def ping(db: peewee.Database) -> None:
+    """One round trip; raises one of :data:`UNAVAILABLE_ERRORS` when the database is not there."""
+    try:
+        db.execute_sql("SELECT 1").fetchone()
+    finally:
+        release_connection(db)

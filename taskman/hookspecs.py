@@ -1,0 +1,69 @@
+"""The plugin contract: every hook the core calls, typed and documented.
+
+Each spec is a bare function whose docstring's first line is the one-line
+summary used in the hook reference (``docs/hooks.md``); a meta-test keeps the
+two in step.  Hooks that contribute things return them; the core does the
+wiring, so a plugin never needs to know whether it runs under WSGI or ASGI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from taskman.config import Config
+
+PROJECT_NAME = "taskman"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+#: A route contribution: ``(uri_template, resource)`` or
+#: ``(uri_template, resource, add_route_kwargs)`` (for example ``{"suffix": "item"}``).
+Route = tuple[str, object] | tuple[str, object, dict[str, Any]]
+
+
+@hookspec
+def taskman_settings() -> tuple[str, type] | None:
+    """Return ``(section_name, attrs_class)`` so the plugin owns a validated config section."""
+
+
+@hookspec
+def taskman_routes(config: Config) -> Sequence[Route] | None:
+    """Return ``(uri_template, resource)`` pairs to mount; sync responders work under ASGI too."""
+
+
+@hookspec
+def taskman_middleware(config: Config) -> Sequence[object] | None:
+    """Return middleware objects; plain sync middleware works under both flavours."""
+
+
+@hookspec
+def taskman_startup(app: Any, config: Config) -> None:
+    """Run once per worker process before it serves, after migrations are applied."""
+
+
+@hookspec
+def taskman_shutdown(app: Any, config: Config) -> None:
+    """Run once per worker process when it stops serving."""
+
+
+@hookspec
+def taskman_migrations() -> str | Path | None:
+    """Return the folder holding this plugin's numbered migration scripts."""
+
+
+@hookspec
+def taskman_event(name: str, payload: dict[str, Any]) -> None:
+    """Receive a domain event (for example ``task.created``) fired by a resource plugin."""
+
+
+@hookspec
+def taskman_cli(group: click.Group) -> None:
+    """Add subcommands to the ``taskman`` command group."""

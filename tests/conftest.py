@@ -1,0 +1,122 @@
+"""Shared fixtures: every HTTP test runs on WSGI and ASGI, on SQLite or PostgreSQL.
+
+Set ``TASKMAN_TEST_DATABASE_URL=postgresql://...`` to run the suite on
+PostgreSQL; each test then starts from an empty ``public`` schema.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import falcon.testing
+import peewee
+import pytest
+
+import taskman
+from taskman.config import Config, load_config
+from taskman.db import is_sqlite_url
+
+POSTGRES_URL = os.environ.get("TASKMAN_TEST_DATABASE_URL", "")
+
+
+@pytest.fixture(params=[False, True], ids=["wsgi", "asgi"])
+def asgi(request: pytest.FixtureRequest) -> bool:
+    """Run the test once per server flavour (as falcon's own suite does)."""
+    return bool(request.param)
+
+
+def _admin_execute(url: str, *statements: str) -> None:
+    db = database_for(url)
+    try:
+        for statement in statements:
+            db.execute_sql(statement)
+    finally:
+        db.close_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url() -> Iterator[str]:
+    """A database of this test session's own, so parallel tox envs do not collide."""
+    if not POSTGRES_URL:
+        yield ""
+        return
+    parts = urlsplit(POSTGRES_URL)
+    name = f"taskman_test_{os.getpid()}"
+    _admin_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    _admin_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, postgres_session_url: str) -> str:
+    """A fresh, empty database for this test."""
+    if postgres_session_url:
+        _admin_execute(postgres_session_url, "DROP SCHEMA IF EXISTS public CASCADE", "CREATE SCHEMA public")
+        return postgres_session_url
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keep a developer's ./taskman.toml or APP_* variables out of the tests.
+    monkeypatch.chdir(tmp_path)
+    for var in list(os.environ):
+        if var.startswith("APP_"):
+            monkeypatch.delenv(var)
+
+
+@pytest.fixture
+def make_config(database_url: str) -> Callable[..., Config]:
+    def make(
+        *,
+        plugins: tuple[object, ...] = (),
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Config:
+        overrides = overrides or {}
+        merged: dict[str, Any] = {"environment": "testing", **overrides}
+        merged["database"] = {"url": database_url, **overrides.get("database", {})}
+        return load_config(environ=environ or {}, overrides=merged, extra_plugins=plugins)
+
+    return make
+
+
+@pytest.fixture
+def make_client(asgi: bool, make_config: Callable[..., Config]) -> Iterator[Callable[..., falcon.testing.TestClient]]:
+    """Build a started app on the current flavour and return a test client for it."""
+    apps: list[Any] = []
+
+    def make(
+        *,
+        plugins: tuple[object, ...] = (),
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> falcon.testing.TestClient:
+        config = make_config(plugins=plugins, environ=environ, overrides=overrides)
+        app = taskman.create_app(config, asgi=asgi, plugins=plugins)
+        taskman.start(app)
+        apps.append(app)
+        return falcon.testing.TestClient(app)
+
+    yield make
+    for app in apps:
+        taskman.stop(app)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., falcon.testing.TestClient]) -> falcon.testing.TestClient:
+    return make_client()
+
+
+def database_for(url: str) -> peewee.Database:
+    from taskman.config import DatabaseSettings
+    from taskman.db import make_database
+
+    return make_database(DatabaseSettings(url=url))
+
+
+__all__ = ["POSTGRES_URL", "database_for", "is_sqlite_url"]

@@ -1,0 +1,174 @@
+"""The app factory on both flavours: sync plugins, problem details, connections."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import falcon.testing
+import pytest
+
+import taskman
+from taskman.db import database
+from taskman.errors import PROBLEM_CONTENT_TYPE
+from taskman.plugins import PluginError
+from tests.sample_plugins import AsyncPlugin, EchoPlugin, LifecyclePlugin, MiddlewarePlugin
+
+Client = Callable[..., falcon.testing.TestClient]
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
+
+
+def assert_problem(result: falcon.testing.Result, status: int) -> dict[str, Any]:
+    assert result.status_code == status
+    assert result.headers["content-type"] == PROBLEM_CONTENT_TYPE
+    body = result.json
+    assert PROBLEM_KEYS <= body.keys()
+    assert body["status"] == status
+    assert body["request_id"] == result.headers["x-request-id"]
+    return body  # type: ignore[no-any-return]
+
+
+def test_create_app_builds_the_requested_flavour(asgi: bool, make_config: Callable[..., Any]) -> None:
+    app = taskman.create_app(make_config(), asgi=asgi)
+    assert isinstance(app, falcon.asgi.App) == asgi
+    assert isinstance(app, falcon.App)
+
+
+def test_sync_responders_work_on_both_flavours(make_client: Client) -> None:
+    client = make_client(plugins=(EchoPlugin(),))
+    assert client.simulate_get("/echo").json == {"status": "alive"}
+    result = client.simulate_post("/echo", json={"title": "write tests"})
+    assert result.status_code == 201
+    assert result.json == {"received": {"title": "write tests"}}
+    assert client.simulate_put("/echo", body="raw text").json == {"raw": "raw text"}
+
+
+def test_async_responders_serve_asgi_and_fail_wsgi_startup_clearly(
+    asgi: bool, make_config: Callable[..., Any]
+) -> None:
+    config = make_config(plugins=(AsyncPlugin(),))
+    if asgi:
+        client = falcon.testing.TestClient(taskman.create_app(config, asgi=True, plugins=(AsyncPlugin(),)))
+        assert client.simulate_get("/async").json == {"async": True}
+    else:
+        with pytest.raises(PluginError, match="plugin 'async_only'.*synchronous"):
+            taskman.create_app(config, asgi=False, plugins=(AsyncPlugin(),))
+
+
+def test_sync_middleware_runs_on_both_flavours(make_client: Client) -> None:
+    plugin = MiddlewarePlugin()
+    client = make_client(plugins=(EchoPlugin(), plugin))
+    result = client.simulate_get("/echo")
+    assert result.headers["x-sync-middleware"] == "yes"
+    assert plugin.calls == ["request", "response"]
+
+
+def test_middleware_also_runs_for_errors(make_client: Client) -> None:
+    plugin = MiddlewarePlugin()
+    client = make_client(plugins=(plugin,))
+    result = client.simulate_get("/nowhere")
+    assert result.status_code == 404
+    assert result.headers["x-sync-middleware"] == "yes"
+
+
+def test_unknown_route_is_a_problem(client: falcon.testing.TestClient) -> None:
+    body = assert_problem(client.simulate_get("/no/such/thing"), 404)
+    assert body["title"] == "Not Found"
+    assert body["instance"] == "/no/such/thing"
+
+
+def test_wrong_method_is_a_problem_with_allow(make_client: Client) -> None:
+    client = make_client(plugins=(EchoPlugin(),))
+    result = client.simulate_delete("/echo")
+    assert_problem(result, 405)
+    assert set(result.headers["allow"].replace(" ", "").split(",")) >= {"GET", "POST", "PUT"}
+
+
+def test_malformed_json_is_a_problem(make_client: Client) -> None:
+    client = make_client(plugins=(EchoPlugin(),))
+    result = client.simulate_post("/echo", body="{not json", headers={"Content-Type": "application/json"})
+    body = assert_problem(result, 400)
+    assert "JSON" in body["detail"] or "json" in body["detail"]
+
+
+def test_unsupported_media_type_is_a_problem(make_client: Client) -> None:
+    client = make_client(plugins=(EchoPlugin(),))
+    result = client.simulate_post("/echo", body="<x/>", headers={"Content-Type": "application/xml"})
+    assert_problem(result, 415)
+
+
+def test_validation_error_is_422_with_pointers(make_client: Client) -> None:
+    client = make_client(plugins=(EchoPlugin(),))
+    body = assert_problem(client.simulate_post("/invalid", json={}), 422)
+    assert body["errors"] == [{"pointer": "/title", "detail": "must not be empty"}]
+
+
+def test_unhandled_exception_is_a_500_that_reveals_nothing(
+    make_client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(plugins=(EchoPlugin(),))
+    result = client.simulate_get("/boom")
+    body = assert_problem(result, 500)
+    text = result.text
+    for leak in ("hunter2", "/srv/secret", "RuntimeError", "Traceback", "/boom"):
+        assert leak not in text
+    assert body["instance"] == f"urn:taskman:request:{body['request_id']}"
+    failures = [r for r in caplog.records if r.getMessage() == "request_failed"]
+    assert failures and failures[0].exc_info is not None
+    assert "hunter2" in str(failures[0].exc_info[1])  # the log keeps the full story
+
+
+def test_request_id_header_is_echoed_in_problems(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_get("/missing", headers={"X-Request-ID": "client-id-1"})
+    assert result.headers["x-request-id"] == "client-id-1"
+    assert result.json["request_id"] == "client-id-1"
+
+
+def test_insane_request_id_is_replaced(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_get("/missing", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert result.headers["x-request-id"] != "bad id\twith spaces"
+    assert len(result.headers["x-request-id"]) == 36
+
+
+def test_database_query_in_a_sync_responder(make_client: Client) -> None:
+    client = make_client(plugins=(EchoPlugin(),))
+    assert client.simulate_get("/db").json == {"value": 1}
+    pool = database.obj
+    assert pool._in_use == {}, "the connection went back to the pool"
+
+
+def test_connection_is_returned_when_the_request_fails(make_client: Client) -> None:
+    client = make_client(plugins=(EchoPlugin(),))
+    client.simulate_get("/db")
+    assert client.simulate_get("/boom").status_code == 500
+    assert database.obj._in_use == {}
+
+
+def test_disabled_plugin_leaves_no_trace(make_client: Client) -> None:
+    client = make_client(
+        plugins=(EchoPlugin(), MiddlewarePlugin()), overrides={"plugins": {"disable": ["echo", "headers"]}}
+    )
+    result = client.simulate_get("/echo")
+    assert_problem(result, 404)
+    assert "x-sync-middleware" not in result.headers
+
+
+def test_disabling_a_builtin_plugin_by_env(make_client: Client) -> None:
+    client = make_client(environ={"APP_PLUGINS__DISABLE": "request_id"})
+    result = client.simulate_get("/missing", headers={"X-Request-ID": "kept-out"})
+    assert "x-request-id" not in result.headers
+    assert result.json["request_id"] != "kept-out"  # the core still names the occurrence
+
+
+def test_events_reach_listeners(make_client: Client) -> None:
+    listener = LifecyclePlugin()
+    client = make_client(plugins=(listener,))
+    client.app.taskman.fire_event("task.created", {"id": "T-1"})
+    assert listener.events == [("task.created", {"id": "T-1"})]
+
+
+def test_problem_bodies_are_json_documents(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_get("/nope")
+    assert json.loads(result.content)["type"] == "about:blank"
