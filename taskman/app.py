@@ -22,12 +22,11 @@ from typing import Any
 import attrs
 import falcon
 import falcon.asgi
-import peewee
 
 from taskman import errors
 from taskman.asgi_adapters import adapt_middleware, adapt_resource
 from taskman.config import Config, load_config
-from taskman.db import UNAVAILABLE_ERRORS, database, make_database, release_connection
+from taskman.db import UNAVAILABLE_ERRORS, PooledDatabase, database, make_database, release_connection
 from taskman.migrations import Migrations
 from taskman.plugins import PluginError, Plugins, RouteContribution
 
@@ -79,7 +78,7 @@ class Runtime:
 
     config: Config
     plugins: Plugins
-    database: peewee.Database
+    database: PooledDatabase
     app: Any = None
     state: str = "created"  # created | starting | started | stopping | stopped
     pid: int | None = None
@@ -129,7 +128,7 @@ class Runtime:
                     log.error("shutdown_hook_failed", extra={"error": str(failure)})
             finally:
                 release_connection(self.database)
-                self.database.close_all()  # type: ignore[attr-defined]
+                self.database.close_all()
                 self.state = "stopped"
             return True
 
@@ -195,9 +194,7 @@ def _add_routes(app: falcon.App, routes: Iterable[RouteContribution], plugins: P
             raise PluginError(route.plugin, plugins.distribution_of(route.plugin), exc, "taskman_routes") from exc
 
 
-def create_app(
-    config: Config | None = None, *, asgi: bool = False, plugins: Iterable[object] = ()
-) -> falcon.App:  # type: ignore[type-arg]
+def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Iterable[object] = ()) -> App | AsgiApp:
     """Build the app from every enabled plugin.
 
     ``config`` defaults to :func:`taskman.config.load_config`; ``plugins``
@@ -213,20 +210,32 @@ def create_app(
     runtime = Runtime(config=config, plugins=registry, database=db)
 
     contributed = registry.middleware(config)
-    middleware: list[object]
+    middleware: list[Any]
     if asgi:
         middleware = [_LifespanMiddleware(runtime), *(adapt_middleware(mw) for _, mw in contributed)]
     else:
         middleware = [_ConnectionMiddleware(), *(mw for _, mw in contributed)]
     for plugin, component in contributed:
-        if not any(hasattr(component, m) for m in ("process_request", "process_resource", "process_response",
-                                                    "process_request_async", "process_resource_async",
-                                                    "process_response_async", "process_startup")):
-            raise PluginError(plugin, registry.distribution_of(plugin), f"{component!r} has no middleware method",
-                              "taskman_middleware")
+        if not any(
+            hasattr(component, m)
+            for m in (
+                "process_request",
+                "process_resource",
+                "process_response",
+                "process_request_async",
+                "process_resource_async",
+                "process_response_async",
+                "process_startup",
+            )
+        ):
+            raise PluginError(
+                plugin,
+                registry.distribution_of(plugin),
+                f"{component!r} has no middleware method",
+                "taskman_middleware",
+            )
 
-    app_class = AsgiApp if asgi else App
-    app = app_class(middleware=middleware)
+    app: App | AsgiApp = AsgiApp(middleware=middleware) if asgi else App(middleware=middleware)
     app.taskman = runtime
     runtime.app = app
     errors.install(app, asgi=asgi, retry_after=config.database.retry_after, unavailable=UNAVAILABLE_ERRORS)

@@ -59,7 +59,7 @@ class _SyncStream:
 class SyncRequest:
     """An ASGI request seen through the sync ``falcon.Request`` API."""
 
-    __slots__ = ("_req", "_loop", "_loop_thread")
+    __slots__ = ("_loop", "_loop_thread", "_req")
 
     def __init__(self, req: Any, loop: asyncio.AbstractEventLoop, loop_thread: int) -> None:
         object.__setattr__(self, "_req", req)

@@ -6,6 +6,7 @@ extends, so the CLI is click.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -92,37 +93,42 @@ def _debug_option(func: Callable[..., Any]) -> Callable[..., Any]:
         return value
 
     return click.option(
-        "--debug", is_flag=True, expose_value=False, callback=remember, is_eager=True,
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        callback=remember,
+        is_eager=True,
         help="Show full tracebacks for start-up errors.",
     )(func)
 
 
 class TaskmanGroup(click.Group):
-    """Loads plugin subcommands on first need, so built-in commands never import plugins."""
+    """Built-in commands plus those the enabled plugins add through ``taskman_cli``.
 
-    _plugins_loaded = False
+    Plugin commands go into a group of their own per invocation, loaded on
+    first need, so built-in commands work even when a plugin is broken.
+    """
 
-    def _load_plugin_commands(self, ctx: click.Context) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
-        state = ctx.ensure_object(CliState)
-        with reported(state):
-            Plugins.discover(state.config().plugins.disable).cli(self)
+    def _plugin_commands(self, ctx: click.Context) -> click.Group:
+        group = ctx.meta.get("taskman.plugin_commands")
+        if group is None:
+            group = ctx.meta["taskman.plugin_commands"] = click.Group("taskman")
+            state = ctx.ensure_object(CliState)
+            with reported(state):
+                Plugins.discover(state.config().plugins.disable).cli(group)
+        return group  # type: ignore[no-any-return]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is None and not ctx.resilient_parsing:
-            self._load_plugin_commands(ctx)
-            command = super().get_command(ctx, cmd_name)
+            command = self._plugin_commands(ctx).get_command(ctx, cmd_name)
         return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        try:
-            self._load_plugin_commands(ctx)
-        except SystemExit:
-            pass  # help still lists the built-in commands
-        return super().list_commands(ctx)
+        names = super().list_commands(ctx)
+        with contextlib.suppress(SystemExit):  # help still lists the built-in commands
+            names += self._plugin_commands(ctx).list_commands(ctx)
+        return sorted(set(names))
 
 
 @click.group(cls=TaskmanGroup)
@@ -154,17 +160,18 @@ def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | N
     state = _state(ctx)
     with reported(state):
         config = state.config()
-        _preflight(config, asgi=True if asgi is None else asgi)
+        use_asgi = (config.server.flavour == "asgi") if asgi is None else asgi
+        _preflight(config, asgi=use_asgi)
     server = config.server
     host = host or server.host
     port = port or server.port
     workers = workers or server.workers
-    use_asgi = (server.flavour == "asgi") if asgi is None else asgi
     if config.file is not None:
         # Workers load their own config: make sure they read the same file.
         os.environ["APP_CONFIG_FILE"] = str(config.file.resolve())
-    click.echo(f"taskman: serving {'ASGI (uvicorn)' if use_asgi else 'WSGI (gunicorn)'} on http://{host}:{port}",
-               err=True)
+    click.echo(
+        f"taskman: serving {'ASGI (uvicorn)' if use_asgi else 'WSGI (gunicorn)'} on http://{host}:{port}", err=True
+    )
     if use_asgi:
         _serve_uvicorn(host, port, workers, config)
     else:
@@ -216,6 +223,9 @@ def _serve_gunicorn(host: str, port: int, workers: int, config: Config) -> None:
             self.cfg.set("graceful_timeout", config.server.graceful_timeout)
             self.cfg.set("accesslog", None)
             self.cfg.set("proc_name", "taskman")
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn 23+: one control socket per user; two servers would steal each other's.
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
             # Imported in each worker after the fork: start-up runs once per worker.
@@ -262,7 +272,8 @@ def routes(ctx: click.Context) -> None:
     for route in sorted(contributions, key=lambda r: r.uri_template):
         suffix = route.kwargs.get("suffix")
         methods = [
-            m for m in falcon.constants.COMBINED_METHODS
+            m
+            for m in falcon.constants.COMBINED_METHODS
             if hasattr(route.resource, f"on_{m.lower()}" + (f"_{suffix}" if suffix else ""))
         ]
         click.echo(f"{route.uri_template:<40} {','.join(methods):<30} {route.plugin}")

@@ -63,12 +63,8 @@ class DatabaseSettings:
     )
     echo_sql: bool = _field(False, "log every SQL statement (never in production)", v.instance_of(bool))
     connect_timeout: float = _field(5.0, "seconds to wait for a new connection", [v.gt(0), v.le(300)])
-    pool_timeout: float = _field(
-        5.0, "seconds a request waits for a free pooled connection", [v.gt(0), v.le(300)]
-    )
-    statement_timeout_ms: int = _field(
-        30000, "PostgreSQL statement timeout, 0 for none", [v.ge(0), v.le(3_600_000)]
-    )
+    pool_timeout: float = _field(5.0, "seconds a request waits for a free pooled connection", [v.gt(0), v.le(300)])
+    statement_timeout_ms: int = _field(30000, "PostgreSQL statement timeout, 0 for none", [v.ge(0), v.le(3_600_000)])
     busy_timeout_ms: int = _field(5000, "SQLite busy timeout", [v.ge(0), v.le(600_000)])
     retry_after: int = _field(
         5, "Retry-After seconds sent with 503 when the database is unavailable", [v.ge(1), v.le(3600)]

@@ -47,12 +47,16 @@ class _BoundedPoolMixin:
                 self._close_raw(extra)  # type: ignore[attr-defined]
 
 
-class SqliteDatabase(_BoundedPoolMixin, PooledSqliteDatabase):
+class SqliteDatabase(_BoundedPoolMixin, PooledSqliteDatabase):  # type: ignore[misc]
     pass
 
 
-class PostgresqlDatabase(_BoundedPoolMixin, PooledPostgresqlDatabase):
+class PostgresqlDatabase(_BoundedPoolMixin, PooledPostgresqlDatabase):  # type: ignore[misc]
     pass
+
+
+#: What :func:`make_database` builds.
+PooledDatabase = SqliteDatabase | PostgresqlDatabase
 
 
 def is_sqlite_url(url: str) -> bool:
@@ -66,14 +70,14 @@ def sqlite_path(url: str) -> str:
     return unquote(path.split("?", 1)[0]) or ":memory:"
 
 
-def make_database(settings: DatabaseSettings) -> peewee.Database:
+def make_database(settings: DatabaseSettings) -> PooledDatabase:
     """Build the pooled database that ``settings.url`` describes."""
     pool: dict[str, Any] = {
         "max_connections": settings.pool_size + settings.max_overflow,
         "timeout": settings.pool_timeout,
         "stale_timeout": 3600,
     }
-    db: peewee.Database
+    db: PooledDatabase
     if is_sqlite_url(settings.url):
         db = SqliteDatabase(
             sqlite_path(settings.url),
@@ -108,7 +112,7 @@ def make_database(settings: DatabaseSettings) -> peewee.Database:
 
 def release_connection(db: peewee.Database | peewee.DatabaseProxy) -> None:
     """Return this thread's connection to the pool, if it opened one."""
-    target = db.obj if isinstance(db, peewee.DatabaseProxy) else db
+    target: Any = db.obj if isinstance(db, peewee.DatabaseProxy) else db
     if target is None or target.is_closed():
         return
     if target.in_transaction():

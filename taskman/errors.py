@@ -120,7 +120,7 @@ def _as_async(handler: Any) -> Any:
     return handle
 
 
-def install(app: falcon.App, *, asgi: bool, retry_after: int, unavailable: tuple[type[Exception], ...]) -> None:
+def install(app: Any, *, asgi: bool, retry_after: int, unavailable: tuple[type[Exception], ...]) -> None:
     """Wire problem details into ``app`` for both flavours."""
     app.set_error_serializer(serialize_problem)
     wrap = _as_async if asgi else (lambda h: h)

@@ -134,14 +134,12 @@ class Plugins:
             hooks: tuple[str, ...] = ()
             if plugin is not None:
                 hooks = tuple(sorted(h.name for h in self.manager.get_hookcallers(plugin) or ()))
-            rows.append(
-                PluginInfo(name, candidate.distribution, candidate.version, name not in self.disabled, hooks)
-            )
+            rows.append(PluginInfo(name, candidate.distribution, candidate.version, name not in self.disabled, hooks))
         return rows
 
     @property
     def names(self) -> list[str]:
-        return sorted(name for name, _ in self.manager.list_name_plugin() if name)
+        return sorted(name for name, plugin in self.manager.list_name_plugin() if name and plugin is not None)
 
     # -- calling hooks ------------------------------------------------------
 
@@ -196,7 +194,11 @@ class Plugins:
         return contributions
 
     def middleware(self, config: Any) -> list[tuple[str, object]]:
-        return [(plugin, mw) for plugin, result in self._call_each("taskman_middleware", config=config) for mw in result or ()]
+        return [
+            (plugin, mw)
+            for plugin, result in self._call_each("taskman_middleware", config=config)
+            for mw in result or ()
+        ]
 
     def startup(self, app: Any, config: Any) -> None:
         self._call_each("taskman_startup", app=app, config=config)
@@ -210,7 +212,9 @@ class Plugins:
             try:
                 impl.function(**args)
             except Exception as exc:
-                failures.append(PluginError(impl.plugin_name, self.distribution_of(impl.plugin_name), exc, "taskman_shutdown"))
+                failures.append(
+                    PluginError(impl.plugin_name, self.distribution_of(impl.plugin_name), exc, "taskman_shutdown")
+                )
         return failures
 
     def migrations(self) -> list[tuple[str, Path]]:

@@ -7,10 +7,10 @@ PostgreSQL; each test then starts from an empty ``public`` schema.
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import falcon.testing
 import peewee

@@ -1,0 +1,99 @@
+"""The database layer: URLs, SQLite pragmas, pooling, and 503 when the database is away."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import falcon.testing
+import pytest
+
+from taskman.config import DatabaseSettings
+from taskman.db import database, is_sqlite_url, make_database, ping, release_connection, sqlite_path
+from tests.sample_plugins import EchoPlugin
+from tests.test_app import assert_problem
+
+Client = Callable[..., falcon.testing.TestClient]
+
+
+def test_sqlite_urls() -> None:
+    assert sqlite_path("sqlite:///taskman.db") == "taskman.db"
+    assert sqlite_path("sqlite:////var/lib/tm.db") == "/var/lib/tm.db"
+    assert sqlite_path("sqlite:///:memory:") == ":memory:"
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
+    db = make_database(DatabaseSettings(url=f"sqlite:///{tmp_path / 'p.db'}", busy_timeout_ms=1234))
+    try:
+        assert db.execute_sql("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert db.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 1234
+    finally:
+        db.close_all()
+
+
+def test_pool_keeps_pool_size_idle_and_caps_at_pool_size_plus_overflow(database_url: str) -> None:
+    db = make_database(DatabaseSettings(url=database_url, pool_size=2, max_overflow=1, pool_timeout=0.2))
+    barrier = threading.Barrier(4)
+    release = threading.Event()
+
+    def hold() -> None:
+        db.execute_sql("SELECT 1")
+        barrier.wait()
+        release.wait()
+        release_connection(db)
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    try:
+        assert len(db._in_use) == 3
+        with pytest.raises(Exception, match="Max connections exceeded"):
+            db.connect()
+    finally:
+        release.set()
+        for t in threads:
+            t.join()
+    assert len(db._in_use) == 0
+    assert len(db._connections) == 2  # the overflow connection was closed on return
+    db.close_all()
+
+
+def test_ping(database_url: str) -> None:
+    db = make_database(DatabaseSettings(url=database_url))
+    ping(db)
+    assert db.is_closed()
+    db.close_all()
+
+
+def test_unreachable_postgres_is_a_503_with_retry_after(make_client: Client) -> None:
+    client = make_client(
+        plugins=(EchoPlugin(),),
+        overrides={"database": {"url": "postgresql://nobody@127.0.0.1:1/none", "connect_timeout": 1, "retry_after": 7}},
+    )
+    result = client.simulate_get("/db")
+    body = assert_problem(result, 503)
+    assert result.headers["retry-after"] == "7"
+    assert "127.0.0.1" not in result.text and "nobody" not in result.text
+    assert body["detail"] == "The database is unavailable; retry later."
+
+
+def test_service_recovers_when_the_database_comes_back(make_client: Client, tmp_path: Path) -> None:
+    folder = tmp_path / "not-yet"
+    client = make_client(plugins=(EchoPlugin(),), overrides={"database": {"url": f"sqlite:///{folder}/db.sqlite"}})
+    assert_problem(client.simulate_get("/db"), 503)
+    assert client.simulate_get("/echo").status_code == 200  # the process keeps serving
+    folder.mkdir()
+    assert client.simulate_get("/db").json == {"value": 1}
+
+
+def test_is_sqlite_url() -> None:
+    assert is_sqlite_url("sqlite:///x.db")
+    assert not is_sqlite_url("postgresql://h/db")
+
+
+def test_models_bind_to_the_proxy(make_client: Client) -> None:
+    make_client()
+    assert database.obj is not None
