@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -170,3 +171,53 @@ def test_events_reach_listeners(make_client: Client) -> None:
 def test_problem_bodies_are_json_documents(client: falcon.testing.TestClient) -> None:
     result = client.simulate_get("/nope")
     assert json.loads(result.content)["type"] == "about:blank"
+
+
+class ThreadReporter:
+    def on_get(self, req: Any, resp: Any) -> None:
+        resp.media = {"thread": threading.current_thread().name}
+
+    def on_post(self, req: Any, resp: Any) -> None:
+        resp.media = req.get_media()
+
+
+class TooLarge:
+    def on_post(self, req: Any, resp: Any) -> None:
+        raise falcon.HTTPContentTooLarge()
+
+
+class ThreadPlugin:
+    taskman_plugin_name = "threads"
+
+    @taskman.hookimpl
+    def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
+        return [
+            ("/offloaded", ThreadReporter()),
+            ("/inline", taskman.nonblocking(ThreadReporter())),
+            ("/too-large", TooLarge()),
+        ]
+
+
+def test_sync_code_leaves_the_event_loop_unless_marked_nonblocking(make_client: Client, asgi: bool) -> None:
+    client = make_client(plugins=(ThreadPlugin(),))
+    here = threading.current_thread().name
+    offloaded = client.simulate_get("/offloaded").json["thread"]
+    inline = client.simulate_get("/inline").json["thread"]
+    if asgi:
+        assert offloaded != inline  # the loop thread never runs plain sync responders
+    else:
+        assert offloaded == inline == here
+
+
+def test_nonblocking_code_cannot_read_the_body_under_asgi(make_client: Client, asgi: bool) -> None:
+    client = make_client(plugins=(ThreadPlugin(),))
+    result = client.simulate_post("/inline", json={"a": 1})
+    if asgi:
+        assert_problem(result, 500)  # a programming error, reported without details
+    else:
+        assert result.json == {"a": 1}
+
+
+def test_content_too_large_is_a_problem(make_client: Client) -> None:
+    client = make_client(plugins=(ThreadPlugin(),))
+    assert_problem(client.simulate_post("/too-large", json={}), 413)

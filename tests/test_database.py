@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import falcon.testing
 import pytest
 
+from taskman import hookimpl
 from taskman.config import DatabaseSettings
 from taskman.db import database, is_sqlite_url, make_database, ping, release_connection, sqlite_path
+from tests.conftest import database_for
 from tests.sample_plugins import EchoPlugin
 from tests.test_app import assert_problem
 
@@ -97,3 +100,47 @@ def test_is_sqlite_url() -> None:
 def test_models_bind_to_the_proxy(make_client: Client) -> None:
     make_client()
     assert database.obj is not None
+
+
+class SlowWrite:
+    """A write that has to wait: SQLite's write lock or PostgreSQL's statement timeout."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def on_post(self, req: Any, resp: Any) -> None:
+        if is_sqlite_url(self.url):
+            database.execute_sql("BEGIN IMMEDIATE")
+            database.execute_sql("COMMIT")
+        else:
+            database.execute_sql("SELECT pg_sleep(5)")
+        resp.media = {"written": True}
+
+
+class SlowPlugin:
+    taskman_plugin_name = "slow"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @hookimpl
+    def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
+        return [("/slow", SlowWrite(self.url))]
+
+
+def test_a_database_that_times_out_is_a_503(make_client: Client, database_url: str) -> None:
+    client = make_client(
+        plugins=(SlowPlugin(database_url),),
+        overrides={"database": {"busy_timeout_ms": 50, "statement_timeout_ms": 100}},
+    )
+    blocker = database_for(database_url)
+    if is_sqlite_url(database_url):
+        blocker.execute_sql("BEGIN IMMEDIATE")  # hold SQLite's write lock
+    try:
+        result = client.simulate_post("/slow", json={})
+    finally:
+        if is_sqlite_url(database_url):
+            blocker.execute_sql("ROLLBACK")
+        blocker.close_all()
+    assert_problem(result, 503)
+    assert result.headers["retry-after"] == "5"
