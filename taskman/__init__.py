@@ -2,8 +2,8 @@
 
 from taskman.app import create_app, start, stop
 from taskman.asgi_adapters import nonblocking
-from taskman.hookspecs import hookimpl
+from taskman.hookspecs import hookimpl, hookspec
 
-__all__ = ["__version__", "create_app", "hookimpl", "nonblocking", "start", "stop"]
+__all__ = ["__version__", "create_app", "hookimpl", "hookspec", "nonblocking", "start", "stop"]
 
 __version__ = "0.1.0"

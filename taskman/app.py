@@ -205,6 +205,7 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
     if config is None:
         config = load_config(extra_plugins=extra)
     registry = Plugins.discover(config.plugins.disable, extra)
+    registry.configure(config)
     db = make_database(config.database)
     database.initialize(db)
     runtime = Runtime(config=config, plugins=registry, database=db)

@@ -161,11 +161,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | N
     with reported(state):
         config = state.config()
         use_asgi = (config.server.flavour == "asgi") if asgi is None else asgi
-        _preflight(config, asgi=use_asgi)
-    server = config.server
-    host = host or server.host
-    port = port or server.port
-    workers = workers or server.workers
+        registry = _preflight(config, asgi=use_asgi)
+        server = config.server
+        host = host or server.host
+        port = port or server.port
+        workers = workers or server.workers
+        registry.serve(config, workers)
     if config.file is not None:
         # Workers load their own config: make sure they read the same file.
         os.environ["APP_CONFIG_FILE"] = str(config.file.resolve())
@@ -178,7 +179,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | N
         _serve_gunicorn(host, port, workers, config)
 
 
-def _preflight(config: Config, *, asgi: bool) -> None:
+def _preflight(config: Config, *, asgi: bool) -> Plugins:
     """Fail in the parent, with one line, before any worker starts; apply migrations once."""
     from taskman.app import AUTO_MIGRATE_ENVIRONMENTS, PendingMigrationsError, create_app
 
@@ -196,6 +197,7 @@ def _preflight(config: Config, *, asgi: bool) -> None:
                     raise PendingMigrationsError(pending)
     finally:
         app.taskman.database.close_all()
+    return app.taskman.plugins
 
 
 def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:

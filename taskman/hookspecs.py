@@ -1,9 +1,11 @@
 """The plugin contract: every hook the core calls, typed and documented.
 
-Each spec is a bare function whose docstring's first line is the one-line
-summary used in the hook reference (``docs/hooks.md``); a meta-test keeps the
-two in step.  Hooks that contribute things return them; the core does the
-wiring, so a plugin never needs to know whether it runs under WSGI or ASGI.
+Each spec is a bare function with a one-line docstring; the hook reference
+in the README documents each one and a meta-test keeps the two in step.
+A concern plugin may add hooks of its own: it exposes a module or class of
+``@hookspec`` functions as its ``taskman_hookspecs`` attribute.  Hooks that
+contribute things return them; the core does the wiring, so a plugin never
+needs to know whether it runs under WSGI or ASGI.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 #: A route contribution: ``(uri_template, resource)`` or
 #: ``(uri_template, resource, add_route_kwargs)`` (for example ``{"suffix": "item"}``).
 Route = tuple[str, object] | tuple[str, object, dict[str, Any]]
+
+
+@hookspec
+def taskman_configure(config: Config) -> None:
+    """Set up process-wide state (logging, for example); called each time an app is built, so be idempotent."""
+
+
+@hookspec
+def taskman_serve(config: Config, workers: int) -> None:
+    """Prepare the ``taskman serve`` parent process before it starts its workers."""
 
 
 @hookspec

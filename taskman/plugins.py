@@ -109,6 +109,9 @@ class Plugins:
                 if obj is None:
                     assert candidate.entry_point is not None
                     obj = candidate.entry_point.load()
+                extra_specs = getattr(obj, "taskman_hookspecs", None)
+                if extra_specs is not None:
+                    self.manager.add_hookspecs(extra_specs)
                 self.manager.register(obj, name=candidate.name)
             except Exception as exc:
                 raise PluginError(candidate.name, candidate.distribution, exc) from exc
@@ -143,8 +146,12 @@ class Plugins:
 
     # -- calling hooks ------------------------------------------------------
 
-    def _call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every implementation in pluggy's order, attributing results and failures."""
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every implementation of ``hook_name`` in pluggy's order; return ``(plugin, result)`` pairs.
+
+        A failure raises :class:`PluginError` naming the plugin.  Concern
+        plugins use this for the hooks they add.
+        """
         caller = getattr(self.manager.hook, hook_name)
         results = []
         for impl in reversed(caller.get_hookimpls()):
@@ -156,10 +163,16 @@ class Plugins:
             results.append((impl.plugin_name, result))
         return results
 
+    def configure(self, config: Any) -> None:
+        self.call_each("taskman_configure", config=config)
+
+    def serve(self, config: Any, workers: int) -> None:
+        self.call_each("taskman_serve", config=config, workers=workers)
+
     def settings(self) -> dict[str, type]:
         sections: dict[str, type] = {}
         owners: dict[str, str] = {}
-        for plugin, result in self._call_each("taskman_settings"):
+        for plugin, result in self.call_each("taskman_settings"):
             if result is None:
                 continue
             try:
@@ -180,7 +193,7 @@ class Plugins:
 
     def routes(self, config: Any) -> list[RouteContribution]:
         contributions = []
-        for plugin, result in self._call_each("taskman_routes", config=config):
+        for plugin, result in self.call_each("taskman_routes", config=config):
             for item in result or ():
                 if not isinstance(item, tuple) or len(item) not in (2, 3) or not isinstance(item[0], str):
                     raise PluginError(
@@ -196,12 +209,12 @@ class Plugins:
     def middleware(self, config: Any) -> list[tuple[str, object]]:
         return [
             (plugin, mw)
-            for plugin, result in self._call_each("taskman_middleware", config=config)
+            for plugin, result in self.call_each("taskman_middleware", config=config)
             for mw in result or ()
         ]
 
     def startup(self, app: Any, config: Any) -> None:
-        self._call_each("taskman_startup", app=app, config=config)
+        self.call_each("taskman_startup", app=app, config=config)
 
     def shutdown(self, app: Any, config: Any) -> list[PluginError]:
         """Run every shutdown hook even if some fail; return the failures."""
@@ -219,7 +232,7 @@ class Plugins:
 
     def migrations(self) -> list[tuple[str, Path]]:
         folders = []
-        for plugin, result in self._call_each("taskman_migrations"):
+        for plugin, result in self.call_each("taskman_migrations"):
             if result is not None:
                 folders.append((plugin, Path(result)))
         return folders
@@ -228,4 +241,4 @@ class Plugins:
         self.manager.hook.taskman_event(name=name, payload=dict(payload))
 
     def cli(self, group: Any) -> None:
-        self._call_each("taskman_cli", group=group)
+        self.call_each("taskman_cli", group=group)

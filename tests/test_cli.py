@@ -38,6 +38,11 @@ def taskman_routes(config):
 
 
 @hookimpl
+def taskman_serve(config, workers):
+    Path(config.database.url.rsplit("/", 1)[0].replace("sqlite:///", "")).joinpath("served").write_text(str(workers))
+
+
+@hookimpl
 def taskman_cli(group):
     @group.command("notes-hello")
     @click.argument("name")
@@ -169,6 +174,21 @@ def test_serve_refuses_pending_migrations_in_production(database_url: str, notes
     (line,) = result.stderr.strip().splitlines()
     assert "2 migration(s) pending (notes:0001_create_notes, notes:0002_add_done)" in line
     assert "taskman migrate" in line
+
+
+def test_serve_prepares_plugins_before_starting_the_server(
+    tmp_path: Path, notes_plugin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[str, int, int]] = []
+
+    def fake_uvicorn(host: str, port: int, workers: int, config: Any) -> None:
+        assert (tmp_path / "served").read_text() == "3"  # taskman_serve ran first
+        started.append((host, port, workers))
+
+    monkeypatch.setattr("taskman.cli._serve_uvicorn", fake_uvicorn)
+    result = run("serve", "--port", "8123", "--workers", "3", database_url=f"sqlite:///{tmp_path}/db.sqlite")
+    assert result.exit_code == 0, result.stderr
+    assert started == [("127.0.0.1", 8123, 3)]
 
 
 def test_the_installed_command_runs(tmp_path: Path) -> None:

@@ -9,17 +9,29 @@ from pathlib import Path
 import attrs
 import pytest
 
-from taskman import hookspecs
 from taskman.config import CORE_SECTIONS, dotted, env_name
+from taskman.plugins import Plugins
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("taskman_"))
+# Core hooks and those the built-in plugins add, from the plugin manager itself.
+_MANAGER = Plugins.discover().manager
+SPECS = {
+    name: caller.spec.function
+    for name in dir(_MANAGER.hook)
+    if name.startswith("taskman_") and (caller := getattr(_MANAGER.hook, name)).spec is not None
+}
+HOOKS = sorted(SPECS)
 
 
 def hook_reference() -> dict[str, str]:
-    section = README.split("## Hook reference", 1)[1].split("\n## ", 1)[0]
-    return dict(re.findall(r"^### `(taskman_\w+)(\([^)]*\))`", section, flags=re.M))
+    """``### `hook(args)``` headings in the README's hook reference and in docs/."""
+    texts = [README.split("## Hook reference", 1)[1].split("\n## ", 1)[0]]
+    texts += [p.read_text() for p in sorted((ROOT / "docs").rglob("*.md"))]
+    found: dict[str, str] = {}
+    for text in texts:
+        found.update(re.findall(r"^### `(taskman_\w+)(\([^)]*\))`", text, flags=re.M))
+    return found
 
 
 def test_there_are_hooks() -> None:
@@ -37,18 +49,19 @@ def test_there_are_hooks() -> None:
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_is_typed_and_has_a_docstring(hook: str) -> None:
-    spec = getattr(hookspecs, hook)
+    spec = SPECS[hook]
     assert spec.__doc__ and spec.__doc__.strip()
     signature = inspect.signature(spec)
+    params = [p for p in signature.parameters.values() if p.name != "self"]
     assert signature.return_annotation is not inspect.Signature.empty
-    assert all(p.annotation is not inspect.Parameter.empty for p in signature.parameters.values())
+    assert all(p.annotation is not inspect.Parameter.empty for p in params)
 
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_is_in_the_reference_with_its_signature(hook: str) -> None:
     reference = hook_reference()
     assert hook in reference, f"{hook} is missing from the README's hook reference"
-    expected = "(" + ", ".join(inspect.signature(getattr(hookspecs, hook)).parameters) + ")"
+    expected = "(" + ", ".join(p for p in inspect.signature(SPECS[hook]).parameters if p != "self") + ")"
     assert reference[hook] == expected
 
 

@@ -108,3 +108,45 @@ def test_middleware_without_methods_is_a_named_error(make_config: Callable[..., 
 
     with pytest.raises(PluginError, match=r"plugin 'useless'.*no middleware method"):
         taskman.create_app(make_config(plugins=(Useless(),)), plugins=(Useless(),))
+
+
+class GreetSpecs:
+    @taskman.hookspec
+    def taskman_greet(self, name: str) -> str:  # type: ignore[empty-body]
+        """Return a greeting."""
+
+
+class GreetHost:
+    """A concern plugin that adds a hook of its own."""
+
+    taskman_plugin_name = "greet_host"
+    taskman_hookspecs = GreetSpecs
+
+
+class GreetImpl:
+    taskman_plugin_name = "greet_impl"
+
+    @taskman.hookimpl
+    def taskman_greet(self, name: str) -> str:
+        return f"hi {name}"
+
+
+def test_a_plugin_can_add_hookspecs() -> None:
+    plugins = Plugins.discover(extra=[GreetImpl(), GreetHost()])
+    assert plugins.call_each("taskman_greet", name="ada") == [("greet_impl", "hi ada")]
+    assert plugins.manager.hook.taskman_greet.spec is not None
+
+
+def test_configure_runs_whenever_an_app_is_built(make_config: Callable[..., Any]) -> None:
+    seen: list[Any] = []
+
+    class Configurable:
+        taskman_plugin_name = "configurable"
+
+        @taskman.hookimpl
+        def taskman_configure(self, config: Any) -> None:
+            seen.append(config)
+
+    config = make_config(plugins=(Configurable(),))
+    taskman.create_app(config, plugins=(Configurable(),))
+    assert seen == [config]
