@@ -1,0 +1,1 @@
+"""The business_metrics plugin (work in progress)."""

@@ -1,0 +1,1 @@
+"""The logging plugin (work in progress)."""

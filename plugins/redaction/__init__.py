@@ -1,0 +1,1 @@
+"""The redaction plugin (work in progress)."""

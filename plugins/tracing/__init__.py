@@ -1,0 +1,1 @@
+"""The tracing plugin (work in progress)."""
