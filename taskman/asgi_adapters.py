@@ -12,6 +12,7 @@ The sync code receives a :class:`SyncRequest`, whose ``get_media()``,
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import threading
@@ -115,7 +116,10 @@ def to_coroutine(func: Callable[..., Any], *, inline: bool) -> Callable[..., Awa
     async def run_in_thread(req: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         sync_req = SyncRequest(req, loop, threading.get_ident())
-        return await loop.run_in_executor(None, _call_and_release, func, (sync_req, *args), kwargs)
+        # run_in_executor does not carry contextvars (log context, trace
+        # context) into the thread: run the call in a copy of this context.
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(None, context.run, _call_and_release, func, (sync_req, *args), kwargs)
 
     return run_in_thread
 

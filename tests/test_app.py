@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 from collections.abc import Callable
@@ -221,3 +222,37 @@ def test_nonblocking_code_cannot_read_the_body_under_asgi(make_client: Client, a
 def test_content_too_large_is_a_problem(make_client: Client) -> None:
     client = make_client(plugins=(ThreadPlugin(),))
     assert_problem(client.simulate_post("/too-large", json={}), 413)
+
+
+CURRENT_USER: contextvars.ContextVar[str] = contextvars.ContextVar("current_user", default="nobody")
+
+
+class ContextReader:
+    def on_get(self, req: Any, resp: Any) -> None:
+        resp.media = {"user": CURRENT_USER.get()}
+
+
+class ContextWriter:
+    async def process_request_async(self, req: Any, resp: Any) -> None:
+        CURRENT_USER.set("ada")
+
+    def process_request(self, req: Any, resp: Any) -> None:
+        CURRENT_USER.set("ada")
+
+
+class ContextPlugin:
+    taskman_plugin_name = "context"
+
+    @taskman.hookimpl
+    def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
+        return [("/whoami", ContextReader())]
+
+    @taskman.hookimpl
+    def taskman_middleware(self, config: Any) -> list[object]:
+        return [ContextWriter()]
+
+
+def test_context_variables_reach_sync_responders(make_client: Client) -> None:
+    """Log and trace context set by middleware must be visible in thread-pool responders."""
+    client = make_client(plugins=(ContextPlugin(),))
+    assert client.simulate_get("/whoami").json == {"user": "ada"}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import falcon.testing
@@ -102,24 +104,51 @@ def test_a_failing_shutdown_hook_does_not_stop_the_others(
     assert any("broken_stop" in str(getattr(r, "error", "")) for r in caplog.records)
 
 
-def test_a_forked_wsgi_worker_runs_its_own_startup(make_config: Callable[..., Any]) -> None:
-    """gunicorn --preload imports the app in the master and forks workers."""
-    probe = LifecyclePlugin()
-    app = build(False, make_config, probe, EchoPlugin())
-    taskman.start(app)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the worker
-        try:
-            status = falcon.testing.simulate_get(app, "/echo").status_code
-            taskman.stop(app)
-            os.write(write_end, json.dumps([status, probe.started, probe.stopped]).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        status, started, stopped = json.loads(pipe.read())
-    os.waitpid(pid, 0)
-    assert (status, started, stopped) == (200, 2, 1)  # the parent's start-up, then the worker's own
-    assert (probe.started, probe.stopped) == (1, 0)  # the parent is untouched
+FORKING_WORKER = """
+import json, os, sys
+import falcon.testing
+import taskman
+from taskman.config import load_config
+from tests.sample_plugins import EchoPlugin, LifecyclePlugin
+
+probe = LifecyclePlugin()
+plugins = (probe, EchoPlugin())
+config = load_config(environ={}, overrides={"environment": "testing", "database": {"url": sys.argv[1]}},
+                     extra_plugins=plugins)
+app = taskman.create_app(config, asgi=False, plugins=plugins)
+taskman.start(app)
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:  # the worker
+    status = falcon.testing.simulate_get(app, "/echo").status_code
     taskman.stop(app)
+    os.write(write_end, json.dumps([status, probe.started, probe.stopped]).encode())
+    os._exit(0)
+os.close(write_end)
+with os.fdopen(read_end) as pipe:
+    worker = json.loads(pipe.read())
+os.waitpid(pid, 0)
+print(json.dumps({"worker": worker, "parent": [probe.started, probe.stopped]}))
+taskman.stop(app)
+"""
+
+
+def test_a_forked_wsgi_worker_runs_its_own_startup(database_url: str) -> None:
+    """gunicorn --preload imports the app in the master and forks workers.
+
+    Run in a fresh single-threaded interpreter: forking this multi-threaded
+    test process could deadlock.
+    """
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", FORKING_WORKER, database_url],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["worker"] == [200, 2, 1]  # the parent's start-up, then the worker's own
+    assert report["parent"] == [1, 0]  # the parent is untouched
