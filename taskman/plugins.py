@@ -115,6 +115,19 @@ class Plugins:
                 self.manager.register(obj, name=candidate.name)
             except Exception as exc:
                 raise PluginError(candidate.name, candidate.distribution, exc) from exc
+        self._check_requirements()
+
+    def _check_requirements(self) -> None:
+        """A plugin may list the plugins it cannot work without in ``taskman_requires``."""
+        for name, plugin in self.manager.list_name_plugin():
+            if plugin is None:
+                continue
+            for needed in getattr(plugin, "taskman_requires", ()):
+                if self.manager.get_plugin(needed) is None:
+                    state = "disabled" if needed in self.disabled else "not installed"
+                    raise PluginError(
+                        name, self.distribution_of(name), f"it requires plugin {needed!r}, which is {state}"
+                    )
 
     @classmethod
     def discover(cls, disable: Iterable[str] = (), extra: Iterable[object] = ()) -> Plugins:

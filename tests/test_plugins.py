@@ -150,3 +150,18 @@ def test_configure_runs_whenever_an_app_is_built(make_config: Callable[..., Any]
     config = make_config(plugins=(Configurable(),))
     taskman.create_app(config, plugins=(Configurable(),))
     assert seen == [config]
+
+
+class NeedsRequestId:
+    taskman_plugin_name = "needy"
+    taskman_requires = ("request_id",)
+
+
+def test_a_plugin_needing_a_disabled_one_is_a_clear_error() -> None:
+    assert "needy" in Plugins.discover(extra=[NeedsRequestId()]).names
+    with pytest.raises(PluginError) as exc:
+        Plugins.discover(disable=["request_id"], extra=[NeedsRequestId()])
+    assert str(exc.value) == (
+        "plugin 'needy' (distribution (passed to create_app)) failed: "
+        "it requires plugin 'request_id', which is disabled"
+    )
