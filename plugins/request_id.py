@@ -1,8 +1,17 @@
-"""request_id: accept a sane ``X-Request-ID`` or mint one, and echo it on every response.
+"""request_id: accept a sane ``X-Request-ID`` or mint one, echo it, and bind it into the log context.
 
 The plain part (:func:`accept_request_id`) knows nothing of Falcon; the
 middleware is the thin glue, with native sync and async methods so neither
-flavour pays for an adapter.
+flavour pays for an adapter.  The id is
+
+* kept on ``req.context.request_id`` (the core puts it in problem+json bodies),
+* echoed as ``X-Request-ID`` on every response, errors included,
+* bound into structlog's context variables for the whole request, so every
+  line logged while serving it (structlog or stdlib, through the logging
+  plugin) carries ``request_id``, and unbound when the response is done.
+
+It needs no other plugin: without the logging plugin the binding is simply
+unused.
 """
 
 from __future__ import annotations
@@ -12,10 +21,13 @@ import re
 import uuid
 from typing import Any
 
+import structlog
+
 from taskman import hookimpl
 
 HEADER = "X-Request-ID"
-_VALID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_LENGTH = 128
+_VALID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_LENGTH}}}")
 
 log = logging.getLogger("taskman.request_id")
 
@@ -29,16 +41,25 @@ def accept_request_id(value: str | None) -> tuple[str, bool]:
 
 class RequestIdMiddleware:
     def process_request(self, req: Any, resp: Any) -> None:
-        request_id, replaced = accept_request_id(req.get_header(HEADER))
+        offered = req.get_header(HEADER)
+        request_id, replaced = accept_request_id(offered)
         req.context.request_id = request_id
+        req.context.request_id_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         if replaced:
             # Never log the client's value raw: it failed validation.
-            log.info("request_id_replaced", extra={"request_id": request_id})
+            log.info("request_id_replaced", extra={"request_id": request_id, "rejected_length": len(offered or "")})
 
     def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         request_id = getattr(req.context, "request_id", None)
         if request_id is not None:
             resp.set_header(HEADER, request_id)
+        tokens = getattr(req.context, "request_id_tokens", None)
+        if tokens is not None:
+            req.context.request_id_tokens = None
+            try:
+                structlog.contextvars.reset_contextvars(**tokens)
+            except (ValueError, RuntimeError):  # bound in another context: just drop the key
+                structlog.contextvars.unbind_contextvars("request_id")
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
         self.process_request(req, resp)

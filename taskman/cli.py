@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import traceback
@@ -170,13 +171,22 @@ def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | N
     if config.file is not None:
         # Workers load their own config: make sure they read the same file.
         os.environ["APP_CONFIG_FILE"] = str(config.file.resolve())
-    click.echo(
-        f"taskman: serving {'ASGI (uvicorn)' if use_asgi else 'WSGI (gunicorn)'} on http://{host}:{port}", err=True
+    flavour = "ASGI (uvicorn)" if use_asgi else "WSGI (gunicorn)"
+    _announce(
+        f"serving {flavour} on http://{host}:{port}", event="serving", flavour=flavour, url=f"http://{host}:{port}"
     )
     if use_asgi:
         _serve_uvicorn(host, port, workers, config)
     else:
         _serve_gunicorn(host, port, workers, config)
+
+
+def _announce(message: str, *, event: str, **fields: Any) -> None:
+    """Tell the operator: through the logging set up by a plugin when there is one, else plainly."""
+    if logging.getLogger().handlers:
+        logging.getLogger("taskman.cli").info(event, extra=fields)
+    else:
+        click.echo(f"taskman: {message}", err=True)
 
 
 def _preflight(config: Config, *, asgi: bool) -> Plugins:
@@ -190,7 +200,9 @@ def _preflight(config: Config, *, asgi: bool) -> Plugins:
             if config.environment in AUTO_MIGRATE_ENVIRONMENTS:
                 applied = migrations.apply()
                 if applied:
-                    click.echo(f"taskman: applied migrations: {', '.join(applied)}", err=True)
+                    _announce(
+                        f"applied migrations: {', '.join(applied)}", event="migrations_applied", migrations=applied
+                    )
             else:
                 pending = migrations.pending()
                 if pending:
@@ -202,7 +214,14 @@ def _preflight(config: Config, *, asgi: bool) -> Plugins:
 
 def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
+    # When a plugin configured logging (the root logger has a handler once
+    # _preflight built the app), uvicorn leaves logging alone: its loggers
+    # propagate to that handler here and in each worker, where importing the
+    # app runs taskman_configure before uvicorn logs anything.  Otherwise
+    # uvicorn's own console logging.
+    routed = bool(logging.getLogger().handlers)
     uvicorn.run(
         "taskman.asgi:app",
         host=host,
@@ -210,6 +229,7 @@ def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:
         workers=workers,
         lifespan="on",
         access_log=False,  # one access line per request comes from the logging plugin
+        log_config=None if routed else LOGGING_CONFIG,
         timeout_graceful_shutdown=config.server.graceful_timeout,
         log_level="info",
     )
@@ -217,6 +237,22 @@ def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:
 
 def _serve_gunicorn(host: str, port: int, workers: int, config: Config) -> None:
     from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
+
+    class RootLogger(Logger):  # type: ignore[misc]
+        """gunicorn's own lines (arbiter and workers) go to the root logger's handlers, its access log stays off."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                for handler in [h for h in log.handlers if getattr(h, "_gunicorn", False)]:
+                    log.removeHandler(handler)
+            self.error_log.propagate = True
+
+    # When a plugin configured logging (the root logger has a handler once
+    # _preflight built the app), gunicorn logs through it; forked workers
+    # inherit it.  Otherwise gunicorn's own console logging.
+    routed = bool(logging.getLogger().handlers)
 
     class TaskmanGunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -225,6 +261,8 @@ def _serve_gunicorn(host: str, port: int, workers: int, config: Config) -> None:
             self.cfg.set("graceful_timeout", config.server.graceful_timeout)
             self.cfg.set("accesslog", None)
             self.cfg.set("proc_name", "taskman")
+            if routed:
+                self.cfg.set("logger_class", RootLogger)
             if "control_socket_disable" in self.cfg.settings:
                 # gunicorn 23+: one control socket per user; two servers would steal each other's.
                 self.cfg.set("control_socket_disable", True)

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import click
 
     from taskman.config import Config
+    from taskman.plugins import Plugins
 
 PROJECT_NAME = "taskman"
 
@@ -32,7 +33,7 @@ Route = tuple[str, object] | tuple[str, object, dict[str, Any]]
 
 
 @hookspec
-def taskman_configure(config: Config) -> None:
+def taskman_configure(config: Config, plugins: Plugins) -> None:
     """Set up process-wide state (logging, for example); called each time an app is built, so be idempotent."""
 
 

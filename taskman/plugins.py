@@ -177,7 +177,7 @@ class Plugins:
         return results
 
     def configure(self, config: Any) -> None:
-        self.call_each("taskman_configure", config=config)
+        self.call_each("taskman_configure", config=config, plugins=self)
 
     def serve(self, config: Any, workers: int) -> None:
         self.call_each("taskman_serve", config=config, workers=workers)

@@ -1,0 +1,335 @@
+"""The process-wide logging set-up: structlog plus the stdlib loggers, one pipeline, one output.
+
+Plain Python (no Falcon).  :func:`configure_logging` is idempotent: called
+again with the same arguments it changes nothing; with different ones it
+swaps the pipeline in place, so loggers that structlog already cached follow
+along (except for the level, which structlog bakes into them).
+
+Processor order, for structlog's own events and stdlib records alike::
+
+    merge_contextvars        request_id and whatever else is bound for the request
+    add_log_level            "level": "info"
+    add_logger_name          "logger": the structlog logger's or the stdlib record's name
+    (stdlib only) extras     the record's ``extra={...}`` fields
+    add_static_fields        "app_name", "environment"
+    format_exc_info          exc_info -> "exception" (the traceback text)
+    contributed processors   ``taskman_log_processors`` results, in plugin order (redaction...)
+    TimeStamper              "timestamp": ISO 8601, UTC
+    renderer                 JSON: leading_keys_first + JSONRenderer, one object per line;
+                             console: ConsoleRenderer (coloured on a terminal)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any, Literal, TextIO
+
+import attrs
+import structlog
+from structlog.typing import Processor
+
+Format = Literal["json", "console"]
+
+#: The stdlib loggers of the servers whose own lines go through the pipeline.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn", "gunicorn.error")
+#: The servers' access loggers: silenced, the logging plugin writes one line per request itself.
+SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
+#: Keys of the event dict that a stdlib record's ``extra`` may not overwrite.
+RESERVED_KEYS = frozenset({"event", "level", "logger", "timestamp", "exception", "app_name", "environment"})
+
+_RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# Keys the servers add for their own formatters; noise in a structured line.
+_DROPPED_EXTRAS = frozenset({"color_message"})
+
+
+class Output:
+    """Where rendered lines go: one ``write`` + ``flush`` per line, under one lock.
+
+    ``stream=None`` means ``sys.stderr`` looked up at each write, so a
+    redirected or captured stderr is followed.  A failing stream never
+    breaks the code that logged.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+        self.lock = threading.RLock()
+
+    def write(self, line: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        try:
+            with self.lock:
+                stream.write(line + "\n")
+                stream.flush()
+        except (OSError, ValueError):  # closed or broken stream: drop the line, keep serving
+            pass
+
+
+class LineLogger:
+    """The logger structlog wraps: hands each rendered line to the :class:`Output`."""
+
+    __slots__ = ("name", "output")
+
+    def __init__(self, output: Output, name: str) -> None:
+        self.output = output
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        self.output.write(message)
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = failure = msg
+
+
+class LineLoggerFactory:
+    """``structlog.get_logger(name)`` -> a :class:`LineLogger` called ``name`` (default ``taskman``)."""
+
+    def __init__(self, output: Output) -> None:
+        self.output = output
+
+    def __call__(self, *args: Any) -> LineLogger:
+        name = str(args[0]) if args and args[0] is not None else "taskman"
+        return LineLogger(self.output, name)
+
+
+class StructlogHandler(logging.Handler):
+    """The root handler: stdlib records (``taskman.errors``, falcon, uvicorn, gunicorn...) through the same pipeline."""
+
+    taskman_logging = True
+
+    def __init__(self, output: Output, formatter: logging.Formatter) -> None:
+        super().__init__()
+        self.output = output
+        self.setFormatter(formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.output.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+# -- processors --------------------------------------------------------------
+
+
+def add_logger_name(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """``logger``: the stdlib record's name, or the structlog logger's."""
+    record = event_dict.get("_record")
+    event_dict["logger"] = record.name if record is not None else getattr(logger, "name", "taskman")
+    return event_dict
+
+
+def add_record_extras(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Copy a stdlib record's ``extra={...}`` fields into the event (explicit values win over the context)."""
+    record = event_dict.get("_record")
+    if record is not None:
+        for key, value in record.__dict__.items():
+            if (
+                key not in _RECORD_ATTRIBUTES
+                and key not in RESERVED_KEYS
+                and key not in _DROPPED_EXTRAS
+                and not key.startswith("_")
+            ):
+                event_dict[key] = value
+    return event_dict
+
+
+#: The fields a JSON line starts with, in this order; the others follow as logged.
+LEADING_KEYS = ("timestamp", "level", "logger", "event")
+
+
+def leading_keys_first(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Put ``timestamp``, ``level``, ``logger`` and ``event`` first, for people reading JSON lines."""
+    ordered = {key: event_dict.pop(key) for key in LEADING_KEYS if key in event_dict}
+    ordered.update(event_dict)
+    return ordered
+
+
+@attrs.frozen
+class StaticFields:
+    """Add fixed fields (``app_name``, ``environment``) to every event."""
+
+    fields: tuple[tuple[str, Any], ...]
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        for key, value in self.fields:
+            event_dict.setdefault(key, value)
+        return event_dict
+
+
+# -- configuration ---------------------------------------------------------------
+
+
+@attrs.frozen
+class LogSetup:
+    """Everything :func:`configure_logging` depends on; equal set-ups need no reconfiguration."""
+
+    format: Format
+    level: int
+    static: tuple[tuple[str, Any], ...]
+    processors: tuple[Processor, ...]
+    stream: TextIO | None = attrs.field(eq=attrs.cmp_using(eq=lambda a, b: a is b))
+
+
+_lock = threading.Lock()
+_output = Output()
+
+
+def _after_fork_in_child() -> None:
+    # A forked worker (gunicorn) must not inherit a lock another thread held.
+    _output.lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+# structlog keeps a reference to this list: filling it in place updates the
+# loggers it has cached as well.
+_processors: list[Processor] = []
+_current: LogSetup | None = None
+_handler: StructlogHandler | None = None
+_root_level_before: int | None = None
+
+
+def level_number(level: str | int) -> int:
+    """``"info"`` / ``"INFO"`` / ``20`` -> ``20``."""
+    if isinstance(level, int):
+        return level
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return number
+
+
+def _wants_colors(stream: TextIO | None) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    target = stream if stream is not None else sys.stderr
+    isatty = getattr(target, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _renderers(format: Format, stream: TextIO | None) -> list[Processor]:
+    if format == "json":
+        return [leading_keys_first, structlog.processors.JSONRenderer()]
+    return [structlog.dev.ConsoleRenderer(colors=_wants_colors(stream))]
+
+
+def build_processors(setup: LogSetup, *, foreign: bool) -> list[Processor]:
+    """The chain before the renderer (see the module docstring); ``foreign`` adds the stdlib extras step."""
+    chain: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        add_logger_name,
+    ]
+    if foreign:
+        chain.append(add_record_extras)
+    chain += [
+        StaticFields(setup.static),
+        structlog.processors.format_exc_info,
+        *setup.processors,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    return chain
+
+
+def configure_logging(
+    *,
+    format: Format,
+    level: str | int = "info",
+    static: Mapping[str, Any] | None = None,
+    processors: Iterable[Processor] = (),
+    stream: TextIO | None = None,
+) -> bool:
+    """Configure structlog and the stdlib root logger for this process; return False if nothing changed.
+
+    ``static`` fields go on every line; ``processors`` run after the
+    standard ones and before the timestamp and the renderer; ``stream``
+    defaults to the current ``sys.stderr``.  The root logger gets one
+    :class:`StructlogHandler` (a previous one is replaced; other handlers
+    are left alone), the servers' loggers propagate to it and their access
+    loggers are silenced, and warnings are logged.
+    """
+    global _current, _handler, _root_level_before
+    setup = LogSetup(
+        format=format,
+        level=level_number(level),
+        static=tuple((static or {}).items()),
+        processors=tuple(processors),
+        stream=stream,
+    )
+    root = logging.getLogger()
+    with _lock:
+        adopt_server_loggers()
+        if setup == _current and _handler is not None and _handler in root.handlers:
+            return False
+        renderers = _renderers(setup.format, setup.stream)
+        _output.stream = setup.stream
+        _processors[:] = [*build_processors(setup, foreign=False), *renderers]
+        structlog.configure(
+            processors=_processors,
+            wrapper_class=structlog.make_filtering_bound_logger(setup.level),
+            context_class=dict,
+            logger_factory=LineLoggerFactory(_output),
+            cache_logger_on_first_use=True,
+        )
+        formatter = structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=build_processors(setup, foreign=True),
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
+        )
+        handler = StructlogHandler(_output, formatter)
+        for old in [h for h in root.handlers if getattr(h, "taskman_logging", False)]:
+            root.removeHandler(old)
+        root.addHandler(handler)
+        if _root_level_before is None:
+            _root_level_before = root.level
+        root.setLevel(setup.level)
+        logging.captureWarnings(True)
+        _current, _handler = setup, handler
+        return True
+
+
+def adopt_server_loggers() -> None:
+    """Send uvicorn's and gunicorn's own lines to the root handler; silence their access loggers."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+    for name in SERVER_ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = False
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging`: structlog's defaults, the root handler removed, the root level restored."""
+    global _current, _handler, _root_level_before
+    root = logging.getLogger()
+    with _lock:
+        for old in [h for h in root.handlers if getattr(h, "taskman_logging", False)]:
+            root.removeHandler(old)
+        if _root_level_before is not None:
+            root.setLevel(_root_level_before)
+        logging.captureWarnings(False)
+        structlog.reset_defaults()
+        _current = _handler = _root_level_before = None
+
+
+def current_setup() -> LogSetup | None:
+    """The set-up in force in this process, if :func:`configure_logging` ran."""
+    return _current
+
+
+def contributed(results: Sequence[tuple[str, Any]], fail: Callable[[str, str], Exception]) -> list[Processor]:
+    """Flatten ``(plugin, [processor, ...])`` hook results; ``fail(plugin, reason)`` builds the error for a bad one."""
+    chain: list[Processor] = []
+    for plugin, result in results:
+        for processor in result or ():
+            if not callable(processor):
+                raise fail(plugin, f"{processor!r} is not a structlog processor (a callable)")
+            chain.append(processor)
+    return chain

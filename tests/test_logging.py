@@ -1,0 +1,703 @@
+"""The logging plugin: structlog for the whole process, stdlib and servers included, one access line per request.
+
+Output is checked as rendered: the plugin writes to the current
+``sys.stderr`` (captured with ``capsys``) or, for the plain part, to a
+``StringIO``.  HTTP tests run on both flavours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import falcon
+import falcon.asgi
+import falcon.testing
+import pytest
+import structlog
+from taskman_plugins.logging import LoggingSettings, log_processors
+from taskman_plugins.logging.middleware import UNMATCHED_ROUTE, access_fields
+from taskman_plugins.logging.pipeline import configure_logging, current_setup, reset_logging
+from taskman_plugins.redaction import Redactor
+
+import taskman
+from taskman.config import ConfigError, DatabaseSettings, load_config
+from taskman.db import make_database
+from taskman.migrations import Migrations
+from taskman.plugins import PluginError, Plugins
+from tests.helpers import free_port, subprocess_env, taskman_command
+
+Client = Callable[..., falcon.testing.TestClient]
+Lines = Callable[[], list[dict[str, Any]]]
+
+STANDARD_FIELDS = {"timestamp", "level", "logger", "event", "app_name", "environment"}
+ACCESS_FIELDS = {"method", "route", "path", "status_code", "duration_ms", "client_ip", "user_agent", "request_id"}
+
+
+# -- helpers shared with test_redaction and test_request_id ----------------------
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines in ``text``; a line that looks like JSON must parse."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def events(lines: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("event") == name]
+
+
+def assert_utc_iso(timestamp: str) -> None:
+    assert timestamp.endswith("Z"), timestamp
+    parsed = datetime.fromisoformat(timestamp)
+    assert parsed.tzinfo is not None and parsed.utcoffset() == UTC.utcoffset(None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts from, and leaves, an unconfigured process (the next app built configures it again)."""
+    reset_logging()
+    structlog.contextvars.clear_contextvars()
+    yield
+    reset_logging()
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def logs(capsys: pytest.CaptureFixture[str]) -> Lines:
+    """Read the JSON lines logged (to stderr) since the last call."""
+    return lambda: json_lines(capsys.readouterr().err)
+
+
+@pytest.fixture
+def stream() -> io.StringIO:
+    return io.StringIO()
+
+
+class Items:
+    def on_get(self, req: Any, resp: Any, item_id: str) -> None:
+        structlog.get_logger("probe").info("item_viewed", item_id=item_id)
+        logging.getLogger("probe.stdlib").warning("item_viewed_stdlib")
+        resp.media = {"id": item_id}
+
+
+class Boom:
+    def on_get(self, req: Any, resp: Any) -> None:
+        raise RuntimeError("password=hunter2 while failing")
+
+
+class Context:
+    def on_get(self, req: Any, resp: Any) -> None:
+        resp.media = structlog.contextvars.get_contextvars()
+
+    def on_post(self, req: Any, resp: Any) -> None:
+        structlog.contextvars.bind_contextvars(user="alice")
+        resp.media = structlog.contextvars.get_contextvars()
+
+
+class Secrets:
+    def on_get(self, req: Any, resp: Any) -> None:
+        structlog.get_logger("probe").info(
+            "secrets_logged",
+            password="hunter2-value",
+            headers={"Authorization": "Bearer abc.def.ghi", "Accept": "application/json"},
+            url=req.url,
+            author="Ada Lovelace",
+        )
+        logging.getLogger("probe.stdlib").info(
+            "dsn postgresql://app:s3cr3t-pw@db/app", extra={"api_key": "k-123456789"}
+        )
+        resp.media = {}
+
+
+class LogProbe:
+    """Routes that log from sync responders, fail, or report the log context."""
+
+    taskman_plugin_name = "log_probe"
+
+    @taskman.hookimpl
+    def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
+        return [("/items/{item_id}", Items()), ("/failing", Boom()), ("/context", Context()), ("/secrets", Secrets())]
+
+
+# -- settings ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environment,expected",
+    [("development", "console"), ("testing", "json"), ("staging", "json"), ("production", "json")],
+)
+def test_auto_format_follows_the_environment(environment: str, expected: str) -> None:
+    assert LoggingSettings().resolved_format(environment) == expected
+    assert LoggingSettings(format="json").resolved_format("development") == "json"
+    assert LoggingSettings(format="console").resolved_format("production") == "console"
+
+
+def test_settings_come_from_the_environment() -> None:
+    config = load_config(environ={"APP_LOGGING__FORMAT": "console", "APP_LOGGING__LEVEL": "WARNING"})
+    assert config.logging == LoggingSettings(format="console", level="WARNING")
+    assert config.logging.level_number == logging.WARNING
+    assert config.sources["logging.format"] == "env APP_LOGGING__FORMAT"
+
+
+@pytest.mark.parametrize("var,value", [("APP_LOGGING__FORMAT", "xml"), ("APP_LOGGING__LEVEL", "loud")])
+def test_bad_settings_name_the_key(var: str, value: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(environ={var: value})
+    assert var in str(exc.value)
+    assert value in str(exc.value)
+
+
+# -- the pipeline, without Falcon -------------------------------------------------------
+
+
+def test_json_lines_carry_the_standard_fields(stream: io.StringIO) -> None:
+    configure_logging(format="json", static={"app_name": "demo", "environment": "staging"}, stream=stream)
+    structlog.get_logger("demo.part").info("hello", answer=42)
+    (line,) = json_lines(stream.getvalue())
+    assert list(line)[:4] == ["timestamp", "level", "logger", "event"]
+    assert line["level"] == "info" and line["logger"] == "demo.part" and line["event"] == "hello"
+    assert line["app_name"] == "demo" and line["environment"] == "staging" and line["answer"] == 42
+    assert_utc_iso(line["timestamp"])
+
+
+def test_stdlib_records_go_through_the_same_pipeline_with_their_traceback(stream: io.StringIO) -> None:
+    configure_logging(format="json", static={"app_name": "demo", "environment": "production"}, stream=stream)
+    structlog.contextvars.bind_contextvars(request_id="rid-7")
+    try:
+        raise ValueError("no good")
+    except ValueError as exc:
+        logging.getLogger("taskman.errors").error(
+            "request_failed", exc_info=exc, extra={"method": "GET", "path": "/x", "color_message": "noise"}
+        )
+    (line,) = json_lines(stream.getvalue())
+    assert line.keys() >= STANDARD_FIELDS
+    assert line["logger"] == "taskman.errors" and line["level"] == "error" and line["event"] == "request_failed"
+    assert line["request_id"] == "rid-7" and line["method"] == "GET" and line["path"] == "/x"
+    assert "color_message" not in line
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert "ValueError: no good" in line["exception"]
+
+
+def test_console_format_is_readable_text(stream: io.StringIO) -> None:
+    configure_logging(format="console", static={"app_name": "demo", "environment": "development"}, stream=stream)
+    structlog.get_logger("demo").info("hello", answer=42)
+    logging.getLogger("demo.stdlib").warning("careful")
+    first, second = stream.getvalue().splitlines()
+    assert not first.startswith("{")
+    assert "hello" in first and "answer=42" in first and "app_name=demo" in first
+    assert "careful" in second and "warning" in second
+    assert "\x1b[" not in first, "no colours when the stream is not a terminal"
+
+
+def test_the_level_filters_structlog_and_stdlib(stream: io.StringIO) -> None:
+    configure_logging(format="json", level="warning", stream=stream)
+    structlog.get_logger("demo").info("quiet")
+    logging.getLogger("demo").info("quiet too")
+    structlog.get_logger("demo").warning("loud")
+    logging.getLogger("demo").error("loud too")
+    assert [line["event"] for line in json_lines(stream.getvalue())] == ["loud", "loud too"]
+
+
+def test_configuration_is_idempotent_and_keeps_other_handlers(stream: io.StringIO) -> None:
+    root = logging.getLogger()
+    other = logging.NullHandler()
+    root.addHandler(other)
+    try:
+        kwargs: dict[str, Any] = {"format": "json", "processors": [Redactor()], "stream": stream}
+        assert configure_logging(**kwargs) is True
+        assert configure_logging(**{**kwargs, "processors": [Redactor()]}) is False  # equal processors
+        ours = [h for h in root.handlers if getattr(h, "taskman_logging", False)]
+        assert len(ours) == 1 and other in root.handlers
+        assert configure_logging(**{**kwargs, "format": "console"}) is True
+        assert [h for h in root.handlers if getattr(h, "taskman_logging", False)] != ours
+        assert len([h for h in root.handlers if getattr(h, "taskman_logging", False)]) == 1
+        assert other in root.handlers
+    finally:
+        root.removeHandler(other)
+
+
+def test_cached_loggers_follow_a_reconfiguration(stream: io.StringIO) -> None:
+    configure_logging(format="json", stream=stream)
+    log = structlog.get_logger("cached")
+    log.info("first")  # cached from now on
+    configure_logging(format="console", stream=stream)
+    log.info("second")
+    first, second = stream.getvalue().splitlines()
+    assert json.loads(first)["event"] == "first"
+    assert not second.startswith("{") and "second" in second
+
+
+def test_reset_restores_structlog_and_the_root_logger(stream: io.StringIO) -> None:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    configure_logging(format="json", level="debug", stream=stream)
+    assert current_setup() is not None and root.level == logging.DEBUG
+    reset_logging()
+    assert current_setup() is None
+    assert root.level == level and root.handlers == handlers
+    assert not structlog.is_configured()  # structlog's defaults again
+
+
+def test_warnings_are_logged(stream: io.StringIO) -> None:
+    configure_logging(format="json", stream=stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("old thing", DeprecationWarning, stacklevel=1)
+    (line,) = json_lines(stream.getvalue())
+    assert line["logger"] == "py.warnings" and line["level"] == "warning"
+    assert "DeprecationWarning: old thing" in line["event"]
+
+
+def test_access_fields_never_use_the_raw_path_as_route() -> None:
+    fields = access_fields(
+        method="GET",
+        route=None,
+        path="/users/ada/secret-report",
+        status_code=404,
+        duration_ms=1.23456,
+        client_ip="10.0.0.1",
+        user_agent=None,
+        request_id="r-1",
+    )
+    assert fields == {
+        "method": "GET",
+        "route": UNMATCHED_ROUTE,
+        "path": "/users/ada/secret-report",
+        "status_code": 404,
+        "duration_ms": 1.235,
+        "client_ip": "10.0.0.1",
+        "user_agent": None,
+        "request_id": "r-1",
+    }
+
+
+def test_falcon_asgi_unhandled_errors_reach_the_log_with_their_traceback(stream: io.StringIO) -> None:
+    configure_logging(format="json", stream=stream)
+
+    class Failing:
+        async def on_get(self, req: Any, resp: Any) -> None:
+            raise RuntimeError("kaput")
+
+    app = falcon.asgi.App()  # falcon's own error handling, not taskman's
+    app.add_route("/", Failing())
+    assert falcon.testing.TestClient(app).simulate_get("/").status_code == 500
+    (line,) = [line for line in json_lines(stream.getvalue()) if line["logger"] == "falcon"]
+    assert line["level"] == "error" and "Unhandled exception" in line["event"]
+    assert "Traceback" in line["exception"] and "RuntimeError: kaput" in line["exception"]
+
+
+# -- taskman_log_processors -------------------------------------------------------------
+
+
+def add_tag(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    event_dict["tag"] = "tagged"
+    return event_dict
+
+
+class TagPlugin:
+    taskman_plugin_name = "a_tagger"
+
+    @taskman.hookimpl
+    def taskman_log_processors(self, config: Any) -> list[object]:
+        return [add_tag]
+
+
+class BadProcessorPlugin:
+    taskman_plugin_name = "bad_processors"
+
+    @taskman.hookimpl
+    def taskman_log_processors(self, config: Any) -> list[object]:
+        return ["not a processor"]
+
+
+def test_taskman_log_processors_results_are_collected_in_plugin_order(make_config: Callable[..., Any]) -> None:
+    plugins = Plugins.discover(extra=[TagPlugin()])
+    assert plugins.manager.hook.taskman_log_processors.spec is not None
+    assert log_processors(plugins, make_config()) == [add_tag, Redactor()]
+    disabled = Plugins.discover(disable=["redaction"], extra=[TagPlugin()])
+    assert log_processors(disabled, make_config()) == [add_tag]
+
+
+def test_a_processor_that_is_not_callable_names_its_plugin(make_config: Callable[..., Any]) -> None:
+    with pytest.raises(PluginError, match=r"plugin 'bad_processors'.*taskman_log_processors.*not a structlog"):
+        log_processors(Plugins.discover(extra=[BadProcessorPlugin()]), make_config())
+
+
+TAGGER_MODULE = """
+from taskman import hookimpl
+
+
+def add_tag(logger, method_name, event_dict):
+    event_dict["tag"] = "from-an-installed-plugin"
+    return event_dict
+
+
+@hookimpl
+def taskman_log_processors(config):
+    return [add_tag]
+"""
+
+
+def write_distribution(site: Path, name: str, module: str, source: str) -> None:
+    """A minimal installed distribution (module + dist-info) announcing one ``taskman.plugins`` entry point."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    dist_info = site / f"{module}-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(f"[taskman.plugins]\n{name} = {module}\n")
+
+
+def test_an_installed_plugin_adds_processors_to_every_line(
+    make_client: Client, logs: Lines, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_distribution(tmp_path / "site", "log_tagger", "taskman_log_tagger", TAGGER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    try:
+        client = make_client(plugins=(LogProbe(),))
+        client.simulate_get("/items/1")
+    finally:
+        sys.modules.pop("taskman_log_tagger", None)
+    lines = logs()
+    assert events(lines, "request_completed")
+    assert all(line["tag"] == "from-an-installed-plugin" for line in lines)
+
+
+# -- over HTTP, both flavours ---------------------------------------------------------------
+
+
+def test_one_access_line_per_request(make_client: Client, logs: Lines) -> None:
+    client = make_client(plugins=(LogProbe(),))
+    logs()
+    ids = [f"req-{n}" for n in range(3)]
+    for rid in ids:
+        assert (
+            client.simulate_get("/items/42", headers={"X-Request-ID": rid, "User-Agent": "probe/1.0"}).status_code
+            == 200
+        )
+    assert client.simulate_get("/no/such/path", headers={"X-Request-ID": "req-404"}).status_code == 404
+    assert client.simulate_delete("/items/42", headers={"X-Request-ID": "req-405"}).status_code == 405
+    access = events(logs(), "request_completed")
+    assert sorted(line["request_id"] for line in access) == sorted([*ids, "req-404", "req-405"])
+    for line in access:
+        assert line.keys() >= (STANDARD_FIELDS | ACCESS_FIELDS)
+        assert line["logger"] == "taskman.access" and line["environment"] == "testing"
+        assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+        assert line["client_ip"]
+        assert_utc_iso(line["timestamp"])
+    by_id = {line["request_id"]: line for line in access}
+    assert by_id["req-0"]["route"] == "/items/{item_id}" and by_id["req-0"]["path"] == "/items/42"
+    assert by_id["req-0"]["method"] == "GET" and by_id["req-0"]["status_code"] == 200
+    assert by_id["req-0"]["user_agent"] == "probe/1.0"
+    assert by_id["req-404"]["route"] == UNMATCHED_ROUTE and by_id["req-404"]["path"] == "/no/such/path"
+    assert by_id["req-404"]["status_code"] == 404
+    assert by_id["req-405"]["route"] == "/items/{item_id}" and by_id["req-405"]["status_code"] == 405
+
+
+def test_lines_logged_while_serving_carry_the_request_id(make_client: Client, logs: Lines) -> None:
+    """Sync responders run on a thread pool under ASGI: structlog and stdlib lines still carry the id."""
+    client = make_client(plugins=(LogProbe(),))
+    logs()
+    client.simulate_get("/items/7", headers={"X-Request-ID": "rid-sync"})
+    lines = logs()
+    (viewed,) = events(lines, "item_viewed")
+    (stdlib,) = events(lines, "item_viewed_stdlib")
+    assert viewed["request_id"] == stdlib["request_id"] == "rid-sync"
+    assert viewed["item_id"] == "7" and viewed["logger"] == "probe"
+    assert stdlib["logger"] == "probe.stdlib" and stdlib["level"] == "warning"
+
+
+def test_unhandled_errors_log_request_failed_with_the_traceback(make_client: Client, logs: Lines) -> None:
+    client = make_client(plugins=(LogProbe(),))
+    logs()
+    result = client.simulate_get("/failing", headers={"X-Request-ID": "rid-boom"})
+    assert result.status_code == 500 and "Traceback" not in result.text
+    lines = logs()
+    (failed,) = events(lines, "request_failed")
+    assert failed["logger"] == "taskman.errors" and failed["level"] == "error"
+    assert failed["request_id"] == "rid-boom" and failed["path"] == "/failing"
+    assert "Traceback" in failed["exception"] and "RuntimeError" in failed["exception"]
+    (access,) = events(lines, "request_completed")
+    assert access["status_code"] == 500 and access["request_id"] == "rid-boom"
+
+
+def test_nothing_bound_during_a_request_leaks_into_the_next(make_client: Client) -> None:
+    client = make_client(plugins=(LogProbe(),))
+    bound = client.simulate_post("/context", headers={"X-Request-ID": "first"}).json
+    assert bound == {"request_id": "first", "user": "alice"}
+    after = client.simulate_get("/context", headers={"X-Request-ID": "second"}).json
+    assert after == {"request_id": "second"}
+    assert structlog.contextvars.get_contextvars() == {}
+
+
+def test_settings_from_the_environment_apply_to_the_app(make_client: Client, logs: Lines) -> None:
+    client = make_client(plugins=(LogProbe(),), environ={"APP_LOGGING__LEVEL": "warning"})
+    logs()
+    client.simulate_get("/items/1")
+    lines = logs()
+    assert events(lines, "item_viewed_stdlib")
+    assert not events(lines, "request_completed") and not events(lines, "item_viewed")
+
+
+def test_console_format_by_environment_variable(make_client: Client, capsys: pytest.CaptureFixture[str]) -> None:
+    client = make_client(plugins=(LogProbe(),), environ={"APP_LOGGING__FORMAT": "console"})
+    capsys.readouterr()
+    client.simulate_get("/items/1", headers={"X-Request-ID": "rid-console"})
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if "request_completed" in ln]
+    assert not line.startswith("{")
+    assert "request_id=rid-console" in line and "status_code=200" in line
+
+
+def test_each_app_reconfigures_when_its_settings_differ(make_client: Client, logs: Lines) -> None:
+    make_client(plugins=(LogProbe(),), overrides={"app_name": "first"})
+    assert current_setup() is not None and ("app_name", "first") in current_setup().static  # type: ignore[union-attr]
+    client = make_client(plugins=(LogProbe(),), overrides={"app_name": "second"})
+    logs()
+    client.simulate_get("/items/1")
+    assert {line["app_name"] for line in logs()} == {"second"}
+
+
+def test_disabling_logging_leaves_structlog_and_stdlib_alone(
+    make_client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    config_before, handlers_before, level_before = structlog.get_config(), list(root.handlers), root.level
+    client = make_client(plugins=(LogProbe(),), environ={"APP_PLUGINS__DISABLE": "logging"})
+    result = client.simulate_get("/items/3", headers={"X-Request-ID": "rid-nolog"})
+    assert result.status_code == 200 and result.headers["x-request-id"] == "rid-nolog"
+    assert client.simulate_get("/missing").json["request_id"]
+    assert structlog.get_config() == config_before and not structlog.is_configured()
+    assert root.handlers == handlers_before and root.level == level_before
+    assert current_setup() is None
+    assert "request_completed" not in capsys.readouterr().err
+
+
+def test_logging_works_without_the_request_id_plugin(make_client: Client, logs: Lines) -> None:
+    client = make_client(plugins=(LogProbe(),), environ={"APP_PLUGINS__DISABLE": "request_id"})
+    logs()
+    ok = client.simulate_get("/items/1", headers={"X-Request-ID": "ignored"})
+    missing = client.simulate_get("/missing")
+    assert "x-request-id" not in ok.headers
+    first, second = events(logs(), "request_completed")
+    assert first["status_code"] == 200 and "request_id" not in first
+    # The core names the occurrence of a problem; the access line uses that id.
+    assert second["status_code"] == 404 and second["request_id"] == missing.json["request_id"]
+
+
+# -- taskman serve: the servers' own lines go through the pipeline -----------------------
+
+
+@contextlib.contextmanager
+def no_root_handlers() -> Iterator[None]:
+    """As in a ``taskman serve`` process without a logging plugin (pytest's own handlers put back afterwards)."""
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    for handler in saved:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in saved:
+            root.addHandler(handler)
+
+
+def test_serve_hands_uvicorn_logging_to_the_plugin(
+    make_config: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    from taskman.cli import _serve_uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    configure_logging(format="json", stream=io.StringIO())
+    _serve_uvicorn("127.0.0.1", 8123, 2, make_config())
+    reset_logging()
+    with no_root_handlers():
+        _serve_uvicorn("127.0.0.1", 8123, 2, make_config())
+    assert calls[0]["log_config"] is None and calls[0]["access_log"] is False
+    assert calls[1]["log_config"] is LOGGING_CONFIG
+
+
+def test_serve_hands_gunicorn_logging_to_the_plugin(
+    make_config: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, stream: io.StringIO
+) -> None:
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
+
+    from taskman.cli import _serve_gunicorn
+
+    configs: list[Any] = []
+    monkeypatch.setattr(BaseApplication, "run", lambda self: configs.append(self.cfg))
+    configure_logging(format="json", static={"app_name": "taskman", "environment": "production"}, stream=stream)
+    _serve_gunicorn("127.0.0.1", 8123, 2, make_config())
+    gunicorn_log = configs[0].logger_class(configs[0])
+    gunicorn_log.info("Booting worker with pid: %s", 4242)
+    gunicorn_log.access(None, None, {}, None)  # the access log stays off
+    (line,) = json_lines(stream.getvalue())
+    assert line["logger"] == "gunicorn.error" and line["event"] == "Booting worker with pid: 4242"
+    assert line["environment"] == "production"
+    assert not logging.getLogger("gunicorn.error").handlers
+
+    reset_logging()
+    with no_root_handlers():
+        _serve_gunicorn("127.0.0.1", 8123, 2, make_config())
+    assert configs[1].logger_class is Logger
+
+
+PROBE_MODULE = """
+import logging
+
+import structlog
+
+from taskman import hookimpl
+
+
+class Probe:
+    def on_get(self, req, resp, n):
+        structlog.get_logger("probe").info("probe_hit", n=n)
+        logging.getLogger("probe.stdlib").info("probe_stdlib")
+        resp.media = {"n": n}
+
+
+class Boom:
+    def on_get(self, req, resp):
+        raise RuntimeError("password=hunter2 in a real server")
+
+
+@hookimpl
+def taskman_routes(config):
+    return [("/probe/{n}", Probe()), ("/boom", Boom())]
+"""
+
+SERVE_DEADLINE = 30.0
+
+
+def _get(port: int, path: str, request_id: str | None = None) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Connection": "close", **({"X-Request-ID": request_id} if request_id else {})}
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("flavour", ["wsgi", "asgi"])
+def test_a_production_serve_log_is_json_line_by_line(flavour: str, database_url: str, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write_distribution(site, "log_probe", "taskman_log_probe", PROBE_MODULE)
+    # Production refuses pending migrations: apply whatever the installed plugins bring.
+    db = make_database(DatabaseSettings(url=database_url))
+    try:
+        Migrations(db, Plugins.discover().migrations()).apply()
+    finally:
+        db.close_all()
+    runtime_dir = tmp_path / "xdg"
+    runtime_dir.mkdir(mode=0o700)
+    env = subprocess_env(
+        [site],
+        {
+            "APP_ENVIRONMENT": "production",
+            "APP_DATABASE__URL": database_url,
+            "PYTHONUNBUFFERED": "1",
+            "XDG_RUNTIME_DIR": str(runtime_dir),
+        },
+    )
+    port = free_port()
+    log_file = tmp_path / "serve.log"
+    args = ["serve", f"--{flavour}", "--workers", "2", "--port", str(port)]
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            [*taskman_command(), *args],
+            cwd=tmp_path,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def wait_for(what: str, ready: Callable[[], bool]) -> None:
+            end = time.monotonic() + SERVE_DEADLINE
+            while not ready():
+                if proc.poll() is not None or time.monotonic() > end:
+                    pytest.fail(f"waiting for {what}:\n{log_file.read_text(errors='replace')}")
+                time.sleep(0.1)
+
+        def answers() -> bool:
+            try:
+                return _get(port, "/probe/warmup") == 200
+            except OSError:
+                return False
+
+        wait_for("the server", answers)
+        wait_for("two workers", lambda: log_file.read_text(errors="replace").count('"startup_complete"') >= 2)
+        ids = [f"probe-{uuid.uuid4()}" for _ in range(4)]
+        for n, rid in enumerate(ids):
+            assert _get(port, f"/probe/{n}", rid) == 200
+        assert _get(port, "/boom", "boom-1") == 500
+        assert _get(port, "/no/such/path?token=abc", "nope-1") == 404
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=SERVE_DEADLINE) == 0, log_file.read_text(errors="replace")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=SERVE_DEADLINE)
+
+    text = log_file.read_text(errors="replace")
+    raw_lines = text.splitlines()
+    lines = []
+    for raw in raw_lines:
+        try:
+            line = json.loads(raw)
+        except json.JSONDecodeError:
+            pytest.fail(f"not a JSON line: {raw!r}\n{text}")
+        assert isinstance(line, dict), raw
+        assert line.keys() >= STANDARD_FIELDS, raw
+        assert line["app_name"] == "taskman" and line["environment"] == "production", raw
+        assert_utc_iso(line["timestamp"])
+        lines.append(line)
+
+    access = events(lines, "request_completed")
+    for rid in [*ids, "boom-1", "nope-1"]:
+        assert len([line for line in access if line.get("request_id") == rid]) == 1, rid
+    for n, rid in enumerate(ids):
+        (hit,) = [line for line in events(lines, "probe_hit") if line["n"] == str(n)]
+        (stdlib,) = [line for line in events(lines, "probe_stdlib") if line.get("request_id") == rid]
+        assert hit["request_id"] == rid and stdlib["logger"] == "probe.stdlib"
+        (line,) = [line for line in access if line["request_id"] == rid]
+        assert line["route"] == "/probe/{n}" and line["status_code"] == 200 and line.keys() >= ACCESS_FIELDS
+    (failed,) = events(lines, "request_failed")
+    assert failed["request_id"] == "boom-1" and "Traceback" in failed["exception"]
+    assert "hunter2" not in text, "the redaction plugin masks the traceback text"
+    (nope,) = [line for line in access if line["request_id"] == "nope-1"]
+    assert nope["route"] == UNMATCHED_ROUTE and nope["status_code"] == 404
+
+    server_lines = [line["event"] for line in lines if line["logger"] in ("gunicorn.error", "uvicorn.error")]
+    if flavour == "wsgi":
+        assert len([e for e in server_lines if e.startswith("Booting worker")]) >= 2, server_lines
+        assert any(e.startswith("Shutting down") for e in server_lines)
+    else:
+        assert len([e for e in server_lines if e.startswith("Started server process")]) >= 2, server_lines
+        assert any(e.startswith("Started parent process") for e in server_lines)
