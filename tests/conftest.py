@@ -67,6 +67,10 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for var in list(os.environ):
         if var.startswith("APP_"):
             monkeypatch.delenv(var)
+    # `taskman serve` run in-process exports the metrics folder: keep it out of later tests.
+    # (setenv first so teardown removes a value the test itself exports.)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
 
 
 @pytest.fixture
