@@ -19,6 +19,7 @@ import pytest
 import taskman
 from taskman.config import Config, load_config
 from taskman.db import is_sqlite_url
+from tests.servers import ServerLauncher
 
 POSTGRES_URL = os.environ.get("TASKMAN_TEST_DATABASE_URL", "")
 
@@ -109,6 +110,35 @@ def make_client(asgi: bool, make_config: Callable[..., Config]) -> Iterator[Call
     yield make
     for app in apps:
         taskman.stop(app)
+
+
+@pytest.fixture
+def fresh_logging() -> Iterator[None]:
+    """Start from, and leave, a process with no logging set up (the next app built configures it again)."""
+    import structlog
+    from taskman_plugins.logging.pipeline import reset_logging
+
+    reset_logging()
+    structlog.contextvars.clear_contextvars()
+    yield
+    reset_logging()
+    structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def logs(capsys: pytest.CaptureFixture[str]) -> Callable[[], list[dict[str, Any]]]:
+    """Read the JSON lines logged (to stderr) since the last call."""
+    from tests.logcapture import json_lines
+
+    return lambda: json_lines(capsys.readouterr().err)
+
+
+@pytest.fixture
+def server_launcher(tmp_path: Path) -> Iterator[ServerLauncher]:
+    """Start real ``taskman serve`` processes; all of them are killed when the test ends."""
+    launcher = ServerLauncher(tmp_path)
+    yield launcher
+    launcher.close()
 
 
 @pytest.fixture

@@ -358,7 +358,7 @@ def test_business_counts_are_exact_across_workers_and_active_tasks_survives_rest
 
     def create(i: int) -> int:
         status, priority = statuses[i % len(statuses)], "high" if i % 2 else "low"
-        reply = server.request("POST", "/probe/tasks", {"status": status, "priority": priority})
+        reply = server.request("POST", "/probe/tasks", json_body={"status": status, "priority": priority})
         assert reply.status == 201, reply
         sent.append((status, priority))
         return int(reply.json()["pid"])

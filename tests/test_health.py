@@ -8,7 +8,6 @@ SIGTERM while a slow request is in flight.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -40,8 +39,9 @@ from taskman.asgi_adapters import is_nonblocking
 from taskman.config import ConfigError
 from taskman.errors import PROBLEM_CONTENT_TYPE
 from taskman.plugins import PluginError, Plugins
-from tests.helpers import free_port, install_fixture_dist, subprocess_env, taskman_command
+from tests.helpers import install_fixture_dist
 from tests.sample_plugins import EchoPlugin
+from tests.servers import ServerLauncher, ServerProcess
 
 Client = Callable[..., falcon.testing.TestClient]
 
@@ -710,15 +710,10 @@ def test_drain_on_signals_does_nothing_outside_the_main_thread() -> None:
 
 
 @attrs.define
-class SlowServer:
-    proc: subprocess.Popen[bytes]
-    port: int
-    folder: Path
+class SlowServer(ServerProcess):
+    """A one-worker server with the taskman-slow plugin, which records its events in ``folder``."""
 
-    @property
-    def log(self) -> str:
-        path = self.folder / "server.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+    folder: Path
 
     def events(self) -> list[str]:
         path = self.folder / "events.txt"
@@ -727,21 +722,11 @@ class SlowServer:
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
-    def get(self, path: str) -> tuple[int, bytes]:
-        conn = self.connection()
+    def status_of(self, path: str) -> int | None:
         try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def wait_until(self, what: str, ready: Callable[[], bool], deadline: float = 30.0) -> None:
-        end = time.monotonic() + deadline
-        while not ready():
-            if time.monotonic() > end:
-                pytest.fail(f"timed out waiting for {what}; events {self.events()}\n{self.log}")
-            time.sleep(0.02)
+            return self.get(path).status
+        except OSError:
+            return None
 
 
 @pytest.fixture(scope="module")
@@ -750,16 +735,14 @@ def slow_pythonpath(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture
-def slow_server(slow_pythonpath: list[Path], database_url: str, tmp_path: Path) -> Iterator[Callable[..., SlowServer]]:
-    servers: list[SlowServer] = []
-    runtime_dir = tmp_path / "xdg-runtime"
-    runtime_dir.mkdir(mode=0o700)
-
+def slow_server(
+    slow_pythonpath: list[Path], database_url: str, tmp_path: Path, server_launcher: ServerLauncher
+) -> Callable[..., SlowServer]:
     def start(flavour: str) -> SlowServer:
-        port = free_port()
-        env = subprocess_env(
-            slow_pythonpath,
-            {
+        return server_launcher.start(
+            [f"--{flavour}"],
+            pythonpath=slow_pythonpath,
+            env={
                 "APP_ENVIRONMENT": "testing",
                 "APP_DATABASE__URL": database_url,
                 "APP_SERVER__GRACEFUL_TIMEOUT": "10",
@@ -767,37 +750,11 @@ def slow_server(slow_pythonpath: list[Path], database_url: str, tmp_path: Path) 
                 "APP_HEALTH__UNHEALTHY_MS": "60000",
                 "APP_HEALTH__TIMEOUT_MS": "60000",
                 "APP_SLOW__DIR": str(tmp_path),
-                "PYTHONUNBUFFERED": "1",
-                "XDG_RUNTIME_DIR": str(runtime_dir),
             },
+            factory=lambda proc, port, log: SlowServer(proc, port, log, tmp_path),
         )
-        with (tmp_path / "server.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [*taskman_command(), "serve", f"--{flavour}", "--port", str(port)],
-                cwd=tmp_path,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = SlowServer(proc, port, tmp_path)
-        servers.append(server)
-        return server
 
-    yield start
-    for server in servers:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.proc.wait(timeout=30)
-
-
-def _answers(server: SlowServer, path: str) -> int | None:
-    try:
-        return server.get(path)[0]
-    except OSError:
-        return None
+    return start
 
 
 @pytest.mark.servers
@@ -818,26 +775,28 @@ def test_sigterm_fails_readiness_while_in_flight_requests_drain(
     and refuses connections from then on.
     """
     server = slow_server(flavour)
-    server.wait_until("the server to answer /health/ready", lambda: _answers(server, "/health/ready") == 200)
+    server.wait_until("the server to answer /health/ready", lambda: server.status_of("/health/ready") == 200)
     slow: dict[str, Any] = {}
     request = threading.Thread(target=lambda: slow.update(answer=server.get("/slow")))
     request.start()
     try:
-        server.wait_until("the slow request", lambda: server.events()[:2] == ["request-started", "ready-200"])
+        server.wait_until(
+            "the slow request", lambda: server.events()[:2] == ["request-started", "ready-200"], poll=0.02
+        )
         server.proc.send_signal(signal.SIGTERM)
-        server.wait_until("readiness to fail in the worker", lambda: "ready-503" in server.events())
+        server.wait_until("readiness to fail in the worker", lambda: "ready-503" in server.events(), poll=0.02)
 
         if flavour == "asgi":
             answered: list[tuple[int | None, int | None]] = []
 
             def refused() -> bool:
-                ready, live = _answers(server, "/health/ready"), _answers(server, "/health/live")
+                ready, live = server.status_of("/health/ready"), server.status_of("/health/live")
                 if ready is None and live is None:
                     return True
                 answered.append((ready, live))
                 return False
 
-            server.wait_until("uvicorn to close its listener", refused)
+            server.wait_until("uvicorn to close its listener", refused, poll=0.02)
             with pytest.raises(ConnectionRefusedError):
                 server.get("/health/live")
             assert all(ready in (503, None) and live in (200, None) for ready, live in answered), answered
@@ -856,7 +815,8 @@ def test_sigterm_fails_readiness_while_in_flight_requests_drain(
         with pytest.raises(ConnectionError):
             late.getresponse()
         late.close()
-    status, body = slow["answer"]
+    answer = slow["answer"]
+    status, body = answer.status, answer.body
     assert status == 200, body
     assert b'"ready": [200, 503]' in body
     try:

@@ -11,15 +11,11 @@ import contextlib
 import io
 import json
 import logging
-import os
 import signal
-import subprocess
 import sys
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,98 +34,25 @@ from taskman.config import ConfigError, DatabaseSettings, load_config
 from taskman.db import make_database
 from taskman.migrations import Migrations
 from taskman.plugins import PluginError, Plugins
-from tests.helpers import free_port, subprocess_env, taskman_command
+from tests.logcapture import (
+    ACCESS_FIELDS,
+    STANDARD_FIELDS,
+    Lines,
+    LogProbe,
+    assert_utc_iso,
+    events,
+    json_lines,
+)
+from tests.servers import ServerLauncher
+
+pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 Client = Callable[..., falcon.testing.TestClient]
-Lines = Callable[[], list[dict[str, Any]]]
-
-STANDARD_FIELDS = {"timestamp", "level", "logger", "event", "app_name", "environment"}
-ACCESS_FIELDS = {"method", "route", "path", "status_code", "duration_ms", "client_ip", "user_agent", "request_id"}
-
-
-# -- helpers shared with test_redaction and test_request_id ----------------------
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """The JSON log lines in ``text``; a line that looks like JSON must parse."""
-    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-
-
-def events(lines: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return [line for line in lines if line.get("event") == name]
-
-
-def assert_utc_iso(timestamp: str) -> None:
-    assert timestamp.endswith("Z"), timestamp
-    parsed = datetime.fromisoformat(timestamp)
-    assert parsed.tzinfo is not None and parsed.utcoffset() == UTC.utcoffset(None)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_logging() -> Iterator[None]:
-    """Each test starts from, and leaves, an unconfigured process (the next app built configures it again)."""
-    reset_logging()
-    structlog.contextvars.clear_contextvars()
-    yield
-    reset_logging()
-    structlog.contextvars.clear_contextvars()
-
-
-@pytest.fixture
-def logs(capsys: pytest.CaptureFixture[str]) -> Lines:
-    """Read the JSON lines logged (to stderr) since the last call."""
-    return lambda: json_lines(capsys.readouterr().err)
 
 
 @pytest.fixture
 def stream() -> io.StringIO:
     return io.StringIO()
-
-
-class Items:
-    def on_get(self, req: Any, resp: Any, item_id: str) -> None:
-        structlog.get_logger("probe").info("item_viewed", item_id=item_id)
-        logging.getLogger("probe.stdlib").warning("item_viewed_stdlib")
-        resp.media = {"id": item_id}
-
-
-class Boom:
-    def on_get(self, req: Any, resp: Any) -> None:
-        raise RuntimeError("password=hunter2 while failing")
-
-
-class Context:
-    def on_get(self, req: Any, resp: Any) -> None:
-        resp.media = structlog.contextvars.get_contextvars()
-
-    def on_post(self, req: Any, resp: Any) -> None:
-        structlog.contextvars.bind_contextvars(user="alice")
-        resp.media = structlog.contextvars.get_contextvars()
-
-
-class Secrets:
-    def on_get(self, req: Any, resp: Any) -> None:
-        structlog.get_logger("probe").info(
-            "secrets_logged",
-            password="hunter2-value",
-            headers={"Authorization": "Bearer abc.def.ghi", "Accept": "application/json"},
-            url=req.url,
-            author="Ada Lovelace",
-        )
-        logging.getLogger("probe.stdlib").info(
-            "dsn postgresql://app:s3cr3t-pw@db/app", extra={"api_key": "k-123456789"}
-        )
-        resp.media = {}
-
-
-class LogProbe:
-    """Routes that log from sync responders, fail, or report the log context."""
-
-    taskman_plugin_name = "log_probe"
-
-    @taskman.hookimpl
-    def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
-        return [("/items/{item_id}", Items()), ("/failing", Boom()), ("/context", Context()), ("/secrets", Secrets())]
 
 
 # -- settings ----------------------------------------------------------------------
@@ -584,26 +507,12 @@ def taskman_routes(config):
     return [("/probe/{n}", Probe()), ("/boom", Boom())]
 """
 
-SERVE_DEADLINE = 30.0
-
-
-def _get(port: int, path: str, request_id: str | None = None) -> int:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        headers = {"Connection": "close", **({"X-Request-ID": request_id} if request_id else {})}
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
 
 @pytest.mark.servers
 @pytest.mark.parametrize("flavour", ["wsgi", "asgi"])
-def test_a_production_serve_log_is_json_line_by_line(flavour: str, database_url: str, tmp_path: Path) -> None:
+def test_a_production_serve_log_is_json_line_by_line(
+    flavour: str, database_url: str, tmp_path: Path, server_launcher: ServerLauncher
+) -> None:
     site = tmp_path / "site"
     write_distribution(site, "log_probe", "taskman_log_probe", PROBE_MODULE)
     # Production refuses pending migrations: apply whatever the installed plugins bring.
@@ -612,60 +521,21 @@ def test_a_production_serve_log_is_json_line_by_line(flavour: str, database_url:
         Migrations(db, Plugins.discover().migrations()).apply()
     finally:
         db.close_all()
-    runtime_dir = tmp_path / "xdg"
-    runtime_dir.mkdir(mode=0o700)
-    env = subprocess_env(
-        [site],
-        {
-            "APP_ENVIRONMENT": "production",
-            "APP_DATABASE__URL": database_url,
-            "PYTHONUNBUFFERED": "1",
-            "XDG_RUNTIME_DIR": str(runtime_dir),
-        },
+    server = server_launcher.start(
+        [f"--{flavour}", "--workers", "2"],
+        pythonpath=[site],
+        env={"APP_ENVIRONMENT": "production", "APP_DATABASE__URL": database_url},
     )
-    port = free_port()
-    log_file = tmp_path / "serve.log"
-    args = ["serve", f"--{flavour}", "--workers", "2", "--port", str(port)]
-    with log_file.open("wb") as out:
-        proc = subprocess.Popen(
-            [*taskman_command(), *args],
-            cwd=tmp_path,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    server.wait_for_http("/probe/warmup", 200)
+    server.wait_until("two workers", lambda: server.log.count('"startup_complete"') >= 2)
+    ids = [f"probe-{uuid.uuid4()}" for _ in range(4)]
+    for n, rid in enumerate(ids):
+        assert server.get(f"/probe/{n}", {"X-Request-ID": rid}).status == 200
+    assert server.get("/boom", {"X-Request-ID": "boom-1"}).status == 500
+    assert server.get("/no/such/path?token=abc", {"X-Request-ID": "nope-1"}).status == 404
+    assert server.stop(signal.SIGTERM) == 0, server.log
 
-        def wait_for(what: str, ready: Callable[[], bool]) -> None:
-            end = time.monotonic() + SERVE_DEADLINE
-            while not ready():
-                if proc.poll() is not None or time.monotonic() > end:
-                    pytest.fail(f"waiting for {what}:\n{log_file.read_text(errors='replace')}")
-                time.sleep(0.1)
-
-        def answers() -> bool:
-            try:
-                return _get(port, "/probe/warmup") == 200
-            except OSError:
-                return False
-
-        wait_for("the server", answers)
-        wait_for("two workers", lambda: log_file.read_text(errors="replace").count('"startup_complete"') >= 2)
-        ids = [f"probe-{uuid.uuid4()}" for _ in range(4)]
-        for n, rid in enumerate(ids):
-            assert _get(port, f"/probe/{n}", rid) == 200
-        assert _get(port, "/boom", "boom-1") == 500
-        assert _get(port, "/no/such/path?token=abc", "nope-1") == 404
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=SERVE_DEADLINE) == 0, log_file.read_text(errors="replace")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=SERVE_DEADLINE)
-
-    text = log_file.read_text(errors="replace")
+    text = server.log
     raw_lines = text.splitlines()
     lines = []
     for raw in raw_lines:

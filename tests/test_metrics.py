@@ -8,8 +8,6 @@ workers would, then end to end under ``taskman serve --workers 2``.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import http.client
 import itertools
 import json
 import os
@@ -51,7 +49,8 @@ from taskman.asgi_adapters import adapt_middleware
 from taskman.config import ConfigError
 from taskman.plugins import PluginError
 from tests.conftest import database_for
-from tests.helpers import free_port, install_fixture_dist, subprocess_env, taskman_command
+from tests.helpers import install_fixture_dist
+from tests.servers import BOOT_DEADLINE, ServerLauncher, ServerProcess
 
 Client = Callable[..., falcon.testing.TestClient]
 
@@ -710,84 +709,29 @@ def test_disabling_metrics_removes_the_endpoint_and_nothing_else(make_client: Cl
 
 # -- real servers: taskman serve --workers 2 -----------------------------------------
 
-BOOT_DEADLINE = 30.0
-EXIT_DEADLINE = 30.0
-
 
 @attrs.define
-class Reply:
-    status: int
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@attrs.define
-class MetricsServer:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_file: Path
+class MetricsServer(ServerProcess):
     directory: Path
 
-    @property
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
-
-    def request(self, method: str, path: str, body: Any = None) -> Reply:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            headers = {"Connection": "close"}
-            data = None
-            if body is not None:
-                data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            return Reply(resp.status, resp.read())
-        finally:
-            conn.close()
-
     def scrape(self) -> str:
-        reply = self.request("GET", "/metrics")
+        reply = self.get("/metrics")
         assert reply.status == 200, reply
         return reply.body.decode()
-
-    def wait_until(self, what: str, ready: Callable[[], bool], deadline: float = BOOT_DEADLINE) -> None:
-        end = time.monotonic() + deadline
-        while not ready():
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode} while waiting for {what}:\n{self.log}")
-            if time.monotonic() > end:
-                pytest.fail(f"timed out after {deadline}s waiting for {what}:\n{self.log}")
-            time.sleep(0.1)
 
     def wait_ready(self) -> None:
         def answers() -> bool:
             try:
-                return self.request("GET", "/metrics").status == 200
+                return self.get("/metrics").status == 200
             except OSError:
                 return False
 
         self.wait_until("GET /metrics", answers)
 
-    def workers(self) -> set[int]:
-        """The serve parent's worker processes (not multiprocessing's resource tracker)."""
-        found = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                cmdline = (stat.parent / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(fields[1]) == self.proc.pid and b"resource_tracker" not in cmdline:
-                found.add(int(stat.parent.name))
-        return found
-
     def probe(self, count: int, concurrency: int = 8) -> list[int]:
         """``count`` counted requests, ``concurrency`` at a time; the pids that served them."""
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            replies = list(pool.map(lambda i: self.request("GET", f"/probe/{i}"), range(count)))
+            replies = list(pool.map(lambda i: self.get(f"/probe/{i}"), range(count)))
         assert all(r.status == 200 for r in replies), replies
         return [r.json()["pid"] for r in replies]
 
@@ -801,13 +745,6 @@ class MetricsServer:
             seen.update(self.probe(10))
             sent += 10
         return sent
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=EXIT_DEADLINE)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"server did not exit within {EXIT_DEADLINE}s of {sig.name}:\n{self.log}")
 
     def files(self) -> list[str]:
         return sorted(p.name for p in self.directory.glob("*.db"))
@@ -851,53 +788,28 @@ def task_table(database_url: str) -> Iterator[peewee.Database]:
 
 @pytest.fixture
 def metrics_server(
-    probe_pythonpath: list[Path], database_url: str, tmp_path: Path
-) -> Iterator[Callable[..., MetricsServer]]:
-    """Start ``taskman serve --workers 2``; every server started is killed (its whole group) at teardown."""
-    started: list[MetricsServer] = []
-    runtime_dir = tmp_path / "xdg-runtime"  # gunicorn's control socket: one folder per test
-    runtime_dir.mkdir(mode=0o700)
+    probe_pythonpath: list[Path], database_url: str, tmp_path: Path, server_launcher: ServerLauncher
+) -> Callable[..., MetricsServer]:
+    """Start ``taskman serve --workers 2`` with a multiprocess folder of its own."""
 
     def start(*, asgi: bool, directory: Path | None = None, environ: Mapping[str, str] | None = None) -> MetricsServer:
-        n = len(started)
-        port = free_port()
-        directory = directory or tmp_path / f"multiproc-{n}"
-        log_file = tmp_path / f"server-{n}.log"
-        env = subprocess_env(
-            probe_pythonpath,
-            {
+        folder = directory or tmp_path / f"multiproc-{len(server_launcher.started)}"
+        server = server_launcher.start(
+            ["--asgi" if asgi else "--wsgi", "--workers", "2"],
+            pythonpath=probe_pythonpath,
+            env={
                 "APP_ENVIRONMENT": "testing",
                 "APP_DATABASE__URL": database_url,
-                "APP_METRICS__MULTIPROCESS_DIR": str(directory),
-                "PYTHONUNBUFFERED": "1",
-                "XDG_RUNTIME_DIR": str(runtime_dir),
+                "APP_METRICS__MULTIPROCESS_DIR": str(folder),
                 **(environ or {}),
             },
+            factory=lambda proc, port, log: MetricsServer(proc, port, log, folder),
         )
-        env.pop(ENV_VAR, None)
-        args = ["serve", "--asgi" if asgi else "--wsgi", "--workers", "2", "--port", str(port)]
-        with log_file.open("wb") as log:
-            proc = subprocess.Popen(
-                [*taskman_command(), *args],
-                cwd=tmp_path,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = MetricsServer(proc, port, log_file, directory)
-        started.append(server)
         server.wait_ready()
         server.wait_until("two workers", lambda: len(server.workers()) == 2)
         return server
 
-    yield start
-    for server in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.proc.wait(timeout=EXIT_DEADLINE)
+    return start
 
 
 def assert_only_live_workers_own_files(server: MetricsServer) -> None:

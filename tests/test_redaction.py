@@ -17,20 +17,11 @@ from taskman_plugins.redaction import REDACTED, RedactionSettings, Redactor
 from taskman_plugins.redaction.redactor import key_segments
 
 from taskman.config import ConfigError, load_config
-from tests.test_logging import (
-    Lines,
-    LogProbe,
-    _fresh_logging,  # noqa: F401 - autouse: every test starts unconfigured
-    events,
-    json_lines,
-)
+from tests.logcapture import Lines, LogProbe, events, json_lines
 
 Client = Callable[..., falcon.testing.TestClient]
 
-
-@pytest.fixture
-def logs(capsys: pytest.CaptureFixture[str]) -> Lines:
-    return lambda: json_lines(capsys.readouterr().err)
+pytestmark = pytest.mark.usefixtures("fresh_logging")
 
 
 def render(fields: dict[str, Any], redactor: Redactor | None = None) -> str:

@@ -17,24 +17,15 @@ from taskman_plugins.request_id import HEADER, MAX_LENGTH, RequestIdMiddleware, 
 
 import taskman
 from taskman.errors import PROBLEM_CONTENT_TYPE
+from tests.logcapture import Lines, LogProbe, events
 from tests.sample_plugins import EchoPlugin
-from tests.test_logging import (
-    Lines,
-    LogProbe,
-    _fresh_logging,  # noqa: F401 - autouse: every test starts unconfigured
-    events,
-    json_lines,
-)
 
 Client = Callable[..., falcon.testing.TestClient]
 
+pytestmark = pytest.mark.usefixtures("fresh_logging")
+
 ALLOWED = string.ascii_letters + string.digits + "._:-"
 INVALID = ["", "bad id", "x" * (MAX_LENGTH + 1), "naïve", "a/b", "<script>", "id\twith\ttabs", "semi;colon"]
-
-
-@pytest.fixture
-def logs(capsys: pytest.CaptureFixture[str]) -> Lines:
-    return lambda: json_lines(capsys.readouterr().err)
 
 
 def is_uuid4(value: str) -> bool:
