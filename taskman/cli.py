@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -212,6 +213,10 @@ def _preflight(config: Config, *, asgi: bool) -> Plugins:
     return app.taskman.plugins
 
 
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
 def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
@@ -222,6 +227,13 @@ def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:
     # app runs taskman_configure before uvicorn logs anything.  Otherwise
     # uvicorn's own console logging.
     routed = bool(logging.getLogger().handlers)
+    # After a graceful stop, uvicorn (one worker) re-raises the SIGTERM or
+    # SIGINT it handled under the handler it found, which would end the
+    # command killed by that signal; gunicorn, and uvicorn with several
+    # workers, exit 0.  A handler that exits 0 makes every clean stop alike
+    # (and a signal arriving before uvicorn takes over still stops us).
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_cleanly)
     uvicorn.run(
         "taskman.asgi:app",
         host=host,

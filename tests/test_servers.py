@@ -62,12 +62,12 @@ def server_pythonpath(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def serve(
     server_pythonpath: list[Path], database_url: str, tmp_path: Path, server_launcher: ServerLauncher
 ) -> Callable[..., ProbedServer]:
-    """Start ``taskman serve`` with two workers and the lifecycle probe."""
+    """Start ``taskman serve`` (two workers unless told) with the lifecycle probe."""
 
-    def start(*, asgi: bool, environ: Mapping[str, str] | None = None) -> ProbedServer:
+    def start(*, asgi: bool, workers: int = 2, environ: Mapping[str, str] | None = None) -> ProbedServer:
         probe_file = tmp_path / f"probe-{len(server_launcher.started)}.txt"
         return server_launcher.start(
-            ["--asgi" if asgi else "--wsgi", "--workers", "2"],
+            ["--asgi" if asgi else "--wsgi", "--workers", str(workers)],
             pythonpath=server_pythonpath,
             env={
                 "APP_ENVIRONMENT": "testing",
@@ -142,3 +142,13 @@ def test_uvicorn_stops_cleanly_on_ctrl_c(serve: Callable[..., ProbedServer]) -> 
     server.wait_for_group_exit()
     assert_clean_lifecycle(server)
     assert "Traceback" not in server.log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_one_uvicorn_worker_exits_0_after_a_clean_stop(serve: Callable[..., ProbedServer], sig: signal.Signals) -> None:
+    """uvicorn in-process re-raises the signal it handled; ``taskman serve`` still reports a clean stop."""
+    server = serve(asgi=True, workers=1)
+    server.wait_for_http("/hello/x", 200)
+    server.wait_for_startups(1)
+    assert server.stop(sig) == 0, server.log
+    assert [event for event, _ in server.probe_lines()] == ["startup", "shutdown"]
