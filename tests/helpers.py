@@ -20,6 +20,13 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures"
 CLI_TIMEOUT = 60.0
 
 
+def pip(*args: str) -> None:
+    """Run this environment's pip quietly; if it fails, fail the test with pip's output."""
+    command = [sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
+
+
 def install_fixture_dist(name: str, target: Path) -> Path:
     """pip-install ``tests/fixtures/<name>`` into ``target`` (offline) and return ``target``.
 
@@ -29,25 +36,7 @@ def install_fixture_dist(name: str, target: Path) -> Path:
     """
     source = target.parent / f"{target.name}-src"
     shutil.copytree(FIXTURES / name, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    pip("install", "--no-deps", "--no-build-isolation", "--target", str(target), str(source))
     return target
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import pip
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The repo is copied before building: setuptools builds in the source tree and
@@ -56,25 +58,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = work / "source"
     shutil.copytree(REPO_ROOT, source, ignore=_NOT_SOURCE)
     out = work / "wheelhouse"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "-w",
-            str(out),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(source))
     (built,) = out.glob("taskman-*.whl")
     return built
 
@@ -82,24 +66,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("target")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    pip("install", "--no-deps", "--target", str(target), str(wheel))
     return target
 
 
