@@ -24,7 +24,7 @@ import falcon
 import falcon.asgi
 
 from taskman import errors
-from taskman.asgi_adapters import adapt_middleware, adapt_resource
+from taskman.asgi_adapters import MIDDLEWARE_METHODS, adapt_middleware, adapt_resource
 from taskman.config import Config, load_config
 from taskman.db import UNAVAILABLE_ERRORS, PooledDatabase, database, make_database, release_connection
 from taskman.migrations import Migrations
@@ -33,6 +33,9 @@ from taskman.plugins import PluginError, Plugins, RouteContribution
 log = logging.getLogger("taskman")
 
 AUTO_MIGRATE_ENVIRONMENTS = frozenset({"development", "testing"})
+
+#: A middleware object needs one of these (sync or async request methods, or an ASGI start-up handler).
+MIDDLEWARE_METHOD_NAMES = (*MIDDLEWARE_METHODS, *(f"{m}_async" for m in MIDDLEWARE_METHODS), "process_startup")
 
 
 class StartupError(Exception):
@@ -217,18 +220,7 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
     else:
         middleware = [_ConnectionMiddleware(), *(mw for _, mw in contributed)]
     for plugin, component in contributed:
-        if not any(
-            hasattr(component, m)
-            for m in (
-                "process_request",
-                "process_resource",
-                "process_response",
-                "process_request_async",
-                "process_resource_async",
-                "process_response_async",
-                "process_startup",
-            )
-        ):
+        if not any(hasattr(component, m) for m in MIDDLEWARE_METHOD_NAMES):
             raise PluginError(
                 plugin,
                 registry.distribution_of(plugin),
