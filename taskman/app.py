@@ -228,7 +228,15 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
                 "taskman_middleware",
             )
 
-    app: App | AsgiApp = AsgiApp(middleware=middleware) if asgi else App(middleware=middleware)
+    # Responders reach the runtime (to fire events, say) as ``req.taskman``: a
+    # class attribute of this app's request type, so it costs no per-request work.
+    base_request: type = falcon.asgi.Request if asgi else falcon.Request
+    request_type = type("Request", (base_request,), {"taskman": runtime})
+    app: App | AsgiApp
+    if asgi:
+        app = AsgiApp(middleware=middleware, request_type=request_type)
+    else:
+        app = App(middleware=middleware, request_type=request_type)
     app.taskman = runtime
     runtime.app = app
     errors.install(app, asgi=asgi, retry_after=config.database.retry_after, unavailable=UNAVAILABLE_ERRORS)

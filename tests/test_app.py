@@ -12,6 +12,7 @@ import falcon.testing
 import pytest
 
 import taskman
+from taskman import hookimpl
 from taskman.db import database
 from taskman.errors import PROBLEM_CONTENT_TYPE
 from taskman.plugins import PluginError
@@ -167,6 +168,27 @@ def test_events_reach_listeners(make_client: Client) -> None:
     client = make_client(plugins=(listener,))
     client.app.taskman.fire_event("task.created", {"id": "T-1"})
     assert listener.events == [("task.created", {"id": "T-1"})]
+
+
+class _FiringResource:
+    def on_post(self, req: Any, resp: Any) -> None:
+        req.taskman.fire_event("task.created", {"id": req.get_media()["id"]})
+        resp.status = 202
+
+
+class _FiringPlugin:
+    taskman_plugin_name = "firing"
+
+    @hookimpl
+    def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
+        return [("/fire", _FiringResource())]
+
+
+def test_responders_fire_events_through_req_taskman(make_client: Client) -> None:
+    listener = LifecyclePlugin()
+    client = make_client(plugins=(listener, _FiringPlugin()))
+    assert client.simulate_post("/fire", json={"id": "T-2"}).status_code == 202
+    assert listener.events == [("task.created", {"id": "T-2"})]
 
 
 def test_problem_bodies_are_json_documents(client: falcon.testing.TestClient) -> None:
