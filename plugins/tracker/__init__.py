@@ -1,0 +1,108 @@
+"""tracker: TaskMan's REST API (projects, sprints, tasks, action lists) under ``/api/v1``.
+
+The rules are plain Python in the collection modules (:mod:`.tasks`,
+:mod:`.sprints`, :mod:`.projects`, :mod:`.action_lists`) over the models
+in :mod:`.models`; :mod:`.schemas` is the single source of the request
+validation and of the OpenAPI fragment (:mod:`.openapi`); :mod:`.http` is
+the Falcon glue.  Every committed change fires ``taskman_event``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from taskman import db as taskman_db
+from taskman import hookimpl
+
+from . import http, openapi
+from .action_lists import ActionLists
+from .projects import Projects
+from .schemas import ACTION_ITEM, ITEM_REORDER, SPRINT_CLOSE, STATUS_CHANGE
+from .settings import TrackerSettings
+from .sprints import Sprints
+from .store import Store
+from .tasks import Tasks
+
+SECTION = "tracker"
+PREFIX = "/api/v1"
+
+
+def settings_of(config: Any) -> TrackerSettings:
+    section = getattr(config, "sections", {}).get(SECTION)
+    return section if isinstance(section, TrackerSettings) else TrackerSettings()
+
+
+def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
+    """Every tracker route; also used by :mod:`.openapi` to document them."""
+    once = http.Idempotency(ttl)
+    projects, sprints, tasks, lists = Projects(store), Sprints(store), Tasks(store), ActionLists(store)
+    p, s, t, a = (f"{PREFIX}/{name}" for name in ("projects", "sprints", "tasks", "action-lists"))
+    return [
+        (p, http.CollectionResource(projects, p, once)),
+        (f"{p}/{{project_id}}", http.ItemResource(projects, "project_id", cascade=True)),
+        (f"{p}/{{project_id}}/metrics", http.ReportResource("project_id", projects.metrics)),
+        (f"{p}/{{project_id}}/velocity", http.ReportResource("project_id", projects.velocity)),
+        (s, http.CollectionResource(sprints, s, once)),
+        (f"{s}/{{sprint_id}}", http.ItemResource(sprints, "sprint_id")),
+        (
+            f"{s}/{{sprint_id}}/start",
+            http.ActionResource(sprints, "sprint_id", lambda i, body, m: sprints.start(i, m), None, once),
+        ),
+        (
+            f"{s}/{{sprint_id}}/close",
+            http.ActionResource(
+                sprints,
+                "sprint_id",
+                lambda i, body, m: sprints.close(i, body.get("carry_over", "backlog"), m),
+                SPRINT_CLOSE,
+                once,
+            ),
+        ),
+        (f"{s}/{{sprint_id}}/burndown", http.ReportResource("sprint_id", sprints.burndown)),
+        (t, http.CollectionResource(tasks, t, once)),
+        (f"{t}/{{task_id}}", http.ItemResource(tasks, "task_id")),
+        (
+            f"{t}/{{task_id}}/status",
+            http.ActionResource(
+                tasks, "task_id", lambda i, body, m: tasks.change_status(i, body["status"], m), STATUS_CHANGE, once
+            ),
+        ),
+        (a, http.CollectionResource(lists, a, once)),
+        (f"{a}/{{list_id}}", http.ItemResource(lists, "list_id")),
+        (f"{a}/{{list_id}}/items", http.ActionResource(lists, "list_id", http.add_item(lists), ACTION_ITEM, once)),
+        (
+            f"{a}/{{list_id}}/items/reorder",
+            http.ActionResource(lists, "list_id", http.reorder_items(lists), ITEM_REORDER, once),
+        ),
+        (f"{a}/{{list_id}}/items/{{index:int(min=0)}}", http.ItemOfListResource(lists)),
+        (
+            f"{a}/{{list_id}}/complete",
+            http.ActionResource(lists, "list_id", lambda i, body, m: lists.complete(i, m), None, once),
+        ),
+    ]
+
+
+# -- hooks ----------------------------------------------------------------------------
+
+
+@hookimpl
+def taskman_settings() -> tuple[str, type]:
+    return (SECTION, TrackerSettings)
+
+
+@hookimpl
+def taskman_migrations() -> Path:
+    return Path(__file__).parent / "migrations"
+
+
+@hookimpl
+def taskman_routes(config: Any) -> list[tuple[str, object]]:
+    ttl = datetime.timedelta(hours=settings_of(config).idempotency_ttl_hours)
+    return routes(Store(taskman_db.database, http.emit_to_request_runtime), ttl)
+
+
+@hookimpl
+def taskman_openapi(config: Any) -> dict[str, Any]:
+    return openapi.fragment(PREFIX)

@@ -1,0 +1,102 @@
+"""Project metrics, sprint burndown and velocity: plain functions over plain data."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .schemas import TASK_STATUSES
+
+
+def project_metrics(tasks_by_status: Mapping[str, int]) -> dict[str, Any]:
+    """The earlier version's figures: red above 20% blocked; yellow above 10% blocked or under 30% done."""
+    counts = {status: int(tasks_by_status.get(status, 0)) for status in TASK_STATUSES}
+    total = sum(counts.values())
+    completion = round(100.0 * counts["done"] / total, 2) if total else 0.0
+    blocked = round(100.0 * counts["blocked"] / total, 2) if total else 0.0
+    if not total:
+        health = "green"
+    elif blocked > 20:
+        health = "red"
+    elif blocked > 10 or completion < 30:
+        health = "yellow"
+    else:
+        health = "green"
+    return {
+        "total_tasks": total,
+        "tasks_by_status": counts,
+        "completion_percentage": completion,
+        "blocked_percentage": blocked,
+        "health_status": health,
+    }
+
+
+def health_score(metrics: Mapping[str, Any]) -> float:
+    """0-100 for the ``project_health_score`` gauge: completion, less twice the blocked share."""
+    if not metrics["total_tasks"]:
+        return 100.0
+    return float(max(0.0, min(100.0, metrics["completion_percentage"] - 2 * metrics["blocked_percentage"] + 50)))
+
+
+def burndown(
+    start: datetime.date,
+    end: datetime.date,
+    today: datetime.date,
+    points: Sequence[tuple[float, datetime.datetime | None]],
+    total_points: float | None = None,
+) -> dict[str, Any]:
+    """Remaining points per day from ``start`` to ``min(today, end)``.
+
+    ``points`` is ``(estimate, completed_at)`` for each task of the sprint
+    (``completed_at`` None when not done); ``total_points`` overrides the sum
+    (a closed sprint's committed snapshot, since its unfinished tasks moved out).
+    """
+    total = float(total_points) if total_points is not None else float(sum(p for p, _ in points))
+    completed = float(sum(p for p, done_at in points if done_at is not None))
+    days_total = (end - start).days + 1
+    days_elapsed = min(max((today - start).days + 1, 0), days_total)
+    ideal_rate = total / days_total
+    actual_rate = completed / days_elapsed if days_elapsed else 0.0
+    series = []
+    for offset in range(days_elapsed):
+        day = start + datetime.timedelta(days=offset)
+        cutoff = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time())
+        done = sum(p for p, done_at in points if done_at is not None and done_at < cutoff)
+        series.append(
+            {
+                "date": day.isoformat(),
+                "remaining_points": round(total - done, 4),
+                "ideal_remaining_points": round(max(total - ideal_rate * (offset + 1), 0.0), 4),
+            }
+        )
+    remaining = total - completed
+    ideal_remaining = max(total - ideal_rate * days_elapsed, 0.0)
+    return {
+        "total_points": total,
+        "completed_points": completed,
+        "remaining_points": round(remaining, 4),
+        "days_total": days_total,
+        "days_elapsed": days_elapsed,
+        "days_remaining": days_total - days_elapsed,
+        "ideal_burndown_rate": round(ideal_rate, 4),
+        "actual_burndown_rate": round(actual_rate, 4),
+        "on_track": remaining <= ideal_remaining + 1e-9,
+        "series": series,
+    }
+
+
+def velocity(closed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Completed points per closed sprint, oldest first, with their average."""
+    sprints = [
+        {
+            "sprint_id": s["id"],
+            "name": s["name"],
+            "end_date": s["end_date"],
+            "committed_points": s["committed_points"] or 0.0,
+            "completed_points": s["completed_points"] or 0.0,
+        }
+        for s in closed
+    ]
+    average = round(sum(s["completed_points"] for s in sprints) / len(sprints), 4) if sprints else 0.0
+    return {"sprints": sprints, "average_completed_points": average}

@@ -1,0 +1,55 @@
+"""What can go wrong in the tracker, in plain Python; :mod:`.http` maps each to a problem+json status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+
+@attrs.frozen
+class Problem:
+    """One bad field: a JSON Pointer into the request body (or query) and what is wrong there."""
+
+    pointer: str
+    detail: str
+
+
+class TrackerError(Exception):
+    """Base class; ``str(error)`` is the problem's ``detail``."""
+
+
+class Invalid(TrackerError):
+    """The body is well-formed JSON but breaks the schema or a rule (422)."""
+
+    def __init__(self, problems: Sequence[Problem], detail: str = "The request body failed validation.") -> None:
+        super().__init__(detail)
+        self.problems = list(problems)
+
+
+class BadQuery(TrackerError):
+    """An unknown query parameter, filter value, sort key or cursor (400)."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__("; ".join(f"{p.pointer}: {p.detail}" for p in problems))
+        self.problems = list(problems)
+
+
+class NotFound(TrackerError):
+    """No such record (404)."""
+
+
+class Conflict(TrackerError):
+    """The request clashes with the current state: duplicate id, active sprint, dependants (409)."""
+
+
+class PreconditionFailed(TrackerError):
+    """``If-Match`` names a version that is no longer current (412)."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(f"The record has changed: its current version is {current_version}.")
+        self.current_version = current_version
+
+
+class IdempotencyMismatch(TrackerError):
+    """An ``Idempotency-Key`` reused with another request (422)."""

@@ -1,0 +1,381 @@
+"""The Falcon glue: JSON in and out, conditional requests, idempotent POSTs, errors as problem+json.
+
+Responders are plain sync methods (the core runs them on the thread pool
+under ASGI).  All rules live in the collection classes; this module only
+reads requests, calls them and writes responses.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime
+import functools
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import falcon
+
+from taskman.errors import ValidationProblem
+
+from . import idempotency
+from .action_lists import ActionLists, item_at, reorder
+from .errors import (
+    BadQuery,
+    Conflict,
+    IdempotencyMismatch,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    Problem,
+    TrackerError,
+)
+from .listing import Page
+from .records import Collection
+from .schemas import ITEM_PATCH
+from .validation import Schema
+
+JSON_TYPES = ("application/json",)
+MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/json")
+_ETAG_VERSION = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+class _QueryProblem(falcon.HTTPBadRequest):
+    def __init__(self, error: BadQuery) -> None:
+        super().__init__(description=str(error))
+        self.errors = [{"parameter": p.pointer, "detail": p.detail} for p in error.problems]
+
+    def extensions(self) -> dict[str, Any]:
+        return {"errors": self.errors}
+
+
+class _Stale(falcon.HTTPPreconditionFailed):
+    def __init__(self, error: PreconditionFailed) -> None:
+        super().__init__(description=str(error), headers={"ETag": etag(error.current_version)})
+        self.current_version = error.current_version
+
+    def extensions(self) -> dict[str, Any]:
+        return {"current_version": self.current_version}
+
+
+def http_error(error: TrackerError) -> falcon.HTTPError:
+    if isinstance(error, Invalid):
+        return ValidationProblem([{"pointer": p.pointer, "detail": p.detail} for p in error.problems], str(error))
+    if isinstance(error, BadQuery):
+        return _QueryProblem(error)
+    if isinstance(error, NotFound):
+        return falcon.HTTPNotFound(description=str(error))
+    if isinstance(error, Conflict):
+        return falcon.HTTPConflict(description=str(error))
+    if isinstance(error, PreconditionFailed):
+        return _Stale(error)
+    if isinstance(error, IdempotencyMismatch):
+        return falcon.HTTPUnprocessableEntity(description=str(error))
+    raise error
+
+
+#: The runtime of the app serving the current request: the events its changes fire go to its plugins.
+_runtime: contextvars.ContextVar[Any] = contextvars.ContextVar("tracker_runtime", default=None)
+
+
+def emit_to_request_runtime(name: str, payload: Mapping[str, Any]) -> None:
+    runtime = _runtime.get()
+    if runtime is not None:
+        runtime.fire_event(name, dict(payload))
+
+
+def translating(responder: Callable[..., None]) -> Callable[..., None]:
+    """Serve with the request's runtime as the event sink; turn the tracker's errors into problem+json."""
+
+    @functools.wraps(responder)
+    def respond(self: Any, req: Any, resp: Any, **params: Any) -> None:
+        token = _runtime.set(getattr(req, "taskman", None))
+        try:
+            responder(self, req, resp, **params)
+        except TrackerError as error:
+            raise http_error(error) from None
+        finally:
+            _runtime.reset(token)
+
+    return respond
+
+
+# -- reading requests ------------------------------------------------------------------
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_body(req: Any, schema: Schema, *, types: tuple[str, ...] = JSON_TYPES, optional: bool = False) -> Any:
+    """The request's JSON body, checked against ``schema``: 415, 400 and 422 as the case may be."""
+    raw = req.bounded_stream.read()
+    if not raw and optional:
+        return schema.check({})
+    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type not in types:
+        raise falcon.HTTPUnsupportedMediaType(description=f"Send the body as {' or '.join(types)}.")
+    try:
+        body = json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise falcon.HTTPBadRequest(description=f"The body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Invalid([Problem("", "must be a JSON object")])
+    return schema.check(body)
+
+
+def versions(header: str | None) -> frozenset[int] | None:
+    """The versions an ``If-Match`` header names; None when absent or ``*`` (any current version)."""
+    if header is None or header.strip() == "*":
+        return None
+    found = set()
+    for tag in header.split(","):
+        match = _ETAG_VERSION.match(tag.strip())
+        if match:
+            found.add(int(match.group(1)))
+    return frozenset(found)
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def no_params(req: Any, *allowed: str) -> None:
+    unknown = sorted(set(req.params) - set(allowed))
+    if unknown:
+        raise BadQuery([Problem(name, "is not a parameter of this route") for name in unknown])
+
+
+def flag(req: Any, name: str) -> bool:
+    value = req.params.get(name)
+    if value is None:
+        return False
+    if value not in ("true", "false"):
+        raise BadQuery([Problem(name, "must be true or false")])
+    return bool(value == "true")
+
+
+# -- writing responses -----------------------------------------------------------------
+
+
+def send(resp: Any, body: Mapping[str, Any], status: int = 200, *, location: str | None = None) -> None:
+    resp.status = status
+    resp.media = body
+    if "version" in body:
+        resp.set_header("ETag", etag(body["version"]))
+    if location:
+        resp.set_header("Location", location)
+
+
+def send_page(req: Any, resp: Any, collection: Collection, page: Page) -> None:
+    send(
+        resp,
+        {
+            "items": [collection.render(row) for row in page.rows],
+            "next_cursor": page.next_cursor,
+            "has_more": page.has_more,
+        },
+    )
+    if page.next_cursor:
+        params = {k: v for k, v in req.params.items() if k != "cursor"}
+        params["cursor"] = page.next_cursor
+        resp.append_header("Link", f'<{req.path}?{urlencode(params)}>; rel="next"')
+
+
+def send_stored(resp: Any, stored: idempotency.StoredResponse) -> None:
+    send(resp, stored.body, stored.status_code, location=stored.location)
+    if stored.replayed:
+        resp.set_header("Idempotent-Replayed", "true")
+
+
+class Idempotency:
+    """Runs a POST's work once per ``Idempotency-Key`` (when the client sends one)."""
+
+    def __init__(self, ttl: datetime.timedelta) -> None:
+        self.ttl = ttl
+
+    def run(
+        self, req: Any, collection: Collection, body: Any, work: Callable[[], idempotency.StoredResponse]
+    ) -> idempotency.StoredResponse:
+        key = req.get_header("Idempotency-Key")
+        if key is None:
+            return work()
+        if not _IDEMPOTENCY_KEY.match(key):
+            raise falcon.HTTPBadRequest(description="Idempotency-Key must be 1 to 255 visible ASCII characters.")
+        return idempotency.run_once(
+            collection.store,
+            key=key,
+            scope=f"POST {req.path}",
+            request_fingerprint=idempotency.fingerprint("POST", req.path, body),
+            ttl=self.ttl,
+            work=work,
+        )
+
+
+# -- resources ---------------------------------------------------------------------------
+
+
+class CollectionResource:
+    """``GET`` (a page) and ``POST`` (create) on ``/api/v1/<things>``."""
+
+    def __init__(self, collection: Collection, prefix: str, idempotent: Idempotency) -> None:
+        self.collection = collection
+        self.prefix = prefix
+        self.idempotent = idempotent
+        self.create_schema = Schema(collection.resource.create_schema())
+
+    @translating
+    def on_get(self, req: Any, resp: Any) -> None:
+        with self.collection.store.read():
+            page = self.collection.page(req.params)
+            send_page(req, resp, self.collection, page)
+
+    @translating
+    def on_post(self, req: Any, resp: Any) -> None:
+        no_params(req)
+        body = read_body(req, self.create_schema)
+
+        def create() -> idempotency.StoredResponse:
+            record = self.collection.create(body)
+            return idempotency.StoredResponse(201, self.collection.render(record), f"{self.prefix}/{record.id}")
+
+        send_stored(resp, self.idempotent.run(req, self.collection, body, create))
+
+
+class ItemResource:
+    """``GET``, ``PATCH`` (JSON Merge Patch) and ``DELETE`` on ``/api/v1/<things>/{id}``."""
+
+    def __init__(self, collection: Collection, id_param: str, *, cascade: bool = False) -> None:
+        self.collection = collection
+        self.id_param = id_param
+        self.cascade = cascade
+        self.patch_schema = Schema(collection.resource.patch_schema())
+
+    @translating
+    def on_get(self, req: Any, resp: Any, **params: str) -> None:
+        record_id = params[self.id_param]
+        no_params(req)
+        record = self.collection.get(record_id)
+        if_none_match = req.get_header("If-None-Match")
+        if if_none_match is not None:
+            named = versions(if_none_match)
+            if named is None or record.version in named:
+                resp.status = 304
+                resp.set_header("ETag", etag(record.version))
+                return
+        send(resp, self.collection.render(record))
+
+    @translating
+    def on_patch(self, req: Any, resp: Any, **params: str) -> None:
+        record_id = params[self.id_param]
+        no_params(req)
+        body = read_body(req, self.patch_schema, types=MERGE_PATCH_TYPES)
+        record = self.collection.patch(record_id, body, versions(req.get_header("If-Match")))
+        send(resp, self.collection.render(record))
+
+    @translating
+    def on_delete(self, req: Any, resp: Any, **params: str) -> None:
+        record_id = params[self.id_param]
+        no_params(req, *(("cascade",) if self.cascade else ()))
+        self.collection.delete(record_id, versions(req.get_header("If-Match")), cascade=flag(req, "cascade"))
+        resp.status = 204
+
+
+class ActionResource:
+    """A state-changing ``POST`` on one record: ``action(record_id, body, if_match)`` returns the record."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        id_param: str,
+        action: Callable[[str, Any, frozenset[int] | None], Any],
+        schema: Mapping[str, Any] | None,
+        idempotent: Idempotency,
+        status: int = 200,
+    ) -> None:
+        self.collection = collection
+        self.id_param = id_param
+        self.action = action
+        self.schema = Schema(schema or {"type": "object", "additionalProperties": False})
+        self.body_required = schema is not None and bool(schema.get("required"))
+        self.idempotent = idempotent
+        self.status = status
+
+    @translating
+    def on_post(self, req: Any, resp: Any, **params: str) -> None:
+        record_id = params[self.id_param]
+        no_params(req)
+        body = read_body(req, self.schema, optional=not self.body_required)
+        if_match = versions(req.get_header("If-Match"))
+
+        def act() -> idempotency.StoredResponse:
+            record = self.action(record_id, body, if_match)
+            return idempotency.StoredResponse(self.status, self.collection.render(record))
+
+        send_stored(resp, self.idempotent.run(req, self.collection, body, act))
+
+
+class ReportResource:
+    """A read-only ``GET`` computed for one record (metrics, velocity, burndown)."""
+
+    def __init__(self, id_param: str, report: Callable[[str], Mapping[str, Any]]) -> None:
+        self.id_param = id_param
+        self.report = report
+
+    @translating
+    def on_get(self, req: Any, resp: Any, **params: str) -> None:
+        record_id = params[self.id_param]
+        no_params(req)
+        send(resp, self.report(record_id))
+
+
+class ItemOfListResource:
+    """``PATCH`` and ``DELETE`` on ``/action-lists/{id}/items/{index}``."""
+
+    def __init__(self, lists: ActionLists) -> None:
+        self.lists = lists
+        self.schema = Schema(ITEM_PATCH)
+
+    @translating
+    def on_patch(self, req: Any, resp: Any, list_id: str, index: int) -> None:
+        no_params(req)
+        body = read_body(req, self.schema, types=MERGE_PATCH_TYPES)
+
+        def edit(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            item_at(items, index).update(body)
+            return items
+
+        record = self.lists.edit_items(list_id, edit, versions(req.get_header("If-Match")))
+        send(resp, self.lists.render(record))
+
+    @translating
+    def on_delete(self, req: Any, resp: Any, list_id: str, index: int) -> None:
+        no_params(req)
+
+        def edit(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            item_at(items, index)
+            return items[:index] + items[index + 1 :]
+
+        record = self.lists.edit_items(list_id, edit, versions(req.get_header("If-Match")))
+        send(resp, self.lists.render(record))
+
+
+def add_item(lists: ActionLists) -> Callable[..., Any]:
+    def act(record_id: str, body: Any, if_match: frozenset[int] | None) -> Any:
+        item = {"text": body["text"], "done": bool(body.get("done", False))}
+        return lists.edit_items(record_id, lambda items: [*items, item], if_match)
+
+    return act
+
+
+def reorder_items(lists: ActionLists) -> Callable[..., Any]:
+    def act(record_id: str, body: Any, if_match: frozenset[int] | None) -> Any:
+        return lists.edit_items(record_id, lambda items: reorder(items, body["order"]), if_match)
+
+    return act

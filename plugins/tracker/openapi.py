@@ -1,0 +1,277 @@
+"""The tracker's OpenAPI 3.1 fragment, built from :mod:`.schemas` (the same schemas that validate requests).
+
+Error responses refer to the shared problem+json responses the ``openapi``
+plugin provides (``#/components/responses/NotFound``...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import listing
+from .action_lists import ActionLists
+from .projects import Projects
+from .schemas import ACTION_ITEM, ITEM_PATCH, ITEM_REORDER, RESOURCES, SPRINT_CLOSE, STATUS_CHANGE, id_schema
+from .sprints import Sprints
+from .tasks import Tasks
+
+ERRORS = "#/components/responses/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], content_type: str = "application/json") -> dict[str, Any]:
+    return {content_type: {"schema": schema}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    names = {
+        400: "BadRequest",
+        404: "NotFound",
+        409: "Conflict",
+        412: "PreconditionFailed",
+        415: "UnsupportedMediaType",
+        422: "UnprocessableContent",
+    }
+    return {str(code): {"$ref": ERRORS + names[code]} for code in codes}
+
+
+ETAG = {"ETag": {"description": "The record's version, for If-Match and If-None-Match.", "schema": {"type": "string"}}}
+
+
+def _record_response(name: str, description: str, *, created: bool = False) -> dict[str, Any]:
+    headers = dict(ETAG)
+    if created:
+        headers["Location"] = {"description": "The new record's URL.", "schema": {"type": "string"}}
+    headers["Idempotent-Replayed"] = {
+        "description": "true when this is the stored response of an earlier request with the same Idempotency-Key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+    return {"description": description, "headers": headers, "content": _json(_ref(name))}
+
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "description": description, "schema": {"type": "string"}}
+
+
+IF_MATCH = _header("If-Match", 'Only change the record if its ETag is one of these ("3"); else 412.')
+IF_NONE_MATCH = _header("If-None-Match", "Answer 304 if the record's ETag is one of these.")
+IDEMPOTENCY_KEY = {
+    **_header("Idempotency-Key", "A retry with the same key and body replays the first response (24 h)."),
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+}
+
+
+def _path_param(name: str, prefix: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": id_schema(prefix)}
+
+
+def _query_params(definition: listing.ListDefinition) -> list[dict[str, Any]]:
+    sort_keys = sorted(definition.sortable)
+    params = [
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT, "default": listing.DEFAULT_LIMIT},
+        },
+        {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the last page."},
+        {
+            "name": "sort",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "Comma list of " + ", ".join(sort_keys) + "; prefix - for descending.",
+        },
+    ]
+    for name in sorted(definition.filters):
+        params.append({"name": name, "in": "query", "schema": {"type": "string"}})
+    return params
+
+
+def _page_schema(name: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": _ref(name)},
+            "next_cursor": {"type": ["string", "null"]},
+            "has_more": {"type": "boolean"},
+        },
+        "required": ["items", "next_cursor", "has_more"],
+    }
+
+
+REPORT = {"type": "object"}
+
+
+def fragment(prefix: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    collections = (
+        ("projects", "project_id", "P", "Project", Projects),
+        ("sprints", "sprint_id", "S", "Sprint", Sprints),
+        ("tasks", "task_id", "T", "Task", Tasks),
+        ("action-lists", "list_id", "AL", "ActionList", ActionLists),
+    )
+    for plural, param, id_prefix, name, collection in collections:
+        resource = RESOURCES[name]
+        schemas[name] = resource.output_schema()
+        schemas[f"{name}Create"] = resource.create_schema()
+        schemas[f"{name}Patch"] = resource.patch_schema()
+        schemas[f"{name}Page"] = _page_schema(name)
+        base = f"{prefix}/{plural}"
+        item = f"{base}/{{{param}}}"
+        tag = [name]
+        paths[base] = {
+            "get": {
+                "operationId": f"list{name}s",
+                "tags": tag,
+                "summary": f"A page of {plural}, filtered and sorted",
+                "parameters": _query_params(collection.listing),
+                "responses": {
+                    "200": {
+                        "description": "One page.",
+                        "headers": {
+                            "Link": {"description": 'rel="next" when there are more', "schema": {"type": "string"}}
+                        },
+                        "content": _json(_ref(f"{name}Page")),
+                    },
+                    **_errors(400),
+                },
+            },
+            "post": {
+                "operationId": f"create{name}",
+                "tags": tag,
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": {"required": True, "content": _json(_ref(f"{name}Create"))},
+                "responses": {
+                    "201": _record_response(name, "Created.", created=True),
+                    **_errors(400, 409, 415, 422),
+                },
+            },
+        }
+        delete_params = [IF_MATCH]
+        if name == "Project":
+            delete_params.append(
+                {"name": "cascade", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}}
+            )
+        paths[item] = {
+            "parameters": [_path_param(param, id_prefix)],
+            "get": {
+                "operationId": f"get{name}",
+                "tags": tag,
+                "parameters": [IF_NONE_MATCH],
+                "responses": {
+                    "200": _record_response(name, "The record."),
+                    "304": {"description": "Not modified.", "headers": ETAG},
+                    **_errors(400, 404),
+                },
+            },
+            "patch": {
+                "operationId": f"update{name}",
+                "tags": tag,
+                "summary": "JSON Merge Patch (RFC 7386): absent fields stay, null clears",
+                "parameters": [IF_MATCH],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        **_json(_ref(f"{name}Patch"), "application/merge-patch+json"),
+                        **_json(_ref(f"{name}Patch")),
+                    },
+                },
+                "responses": {
+                    "200": _record_response(name, "The updated record."),
+                    **_errors(400, 404, 409, 412, 415, 422),
+                },
+            },
+            "delete": {
+                "operationId": f"delete{name}",
+                "tags": tag,
+                "parameters": delete_params,
+                "responses": {"204": {"description": "Deleted."}, **_errors(400, 404, 409, 412)},
+            },
+        }
+
+    schemas["StatusChange"] = STATUS_CHANGE
+    schemas["SprintClose"] = SPRINT_CLOSE
+    schemas["ActionItem"] = ACTION_ITEM
+    schemas["ActionItemPatch"] = ITEM_PATCH
+    schemas["ActionItemOrder"] = ITEM_REORDER
+    schemas["Report"] = REPORT
+
+    def action(path: str, param: str, id_prefix: str, op: str, result: str, body: str | None, summary: str) -> None:
+        operation: dict[str, Any] = {
+            "operationId": op,
+            "tags": [result],
+            "summary": summary,
+            "parameters": [_path_param(param, id_prefix), IF_MATCH, IDEMPOTENCY_KEY],
+            "responses": {
+                "200": _record_response(result, "The changed record."),
+                **_errors(400, 404, 409, 412, 415, 422),
+            },
+        }
+        if body:
+            operation["requestBody"] = {"required": body != "SprintClose", "content": _json(_ref(body))}
+        paths[path] = {"post": operation}
+
+    def report(path: str, param: str, id_prefix: str, op: str, tag: str, summary: str) -> None:
+        paths[path] = {
+            "get": {
+                "operationId": op,
+                "tags": [tag],
+                "summary": summary,
+                "parameters": [_path_param(param, id_prefix)],
+                "responses": {"200": {"description": summary, "content": _json(_ref("Report"))}, **_errors(400, 404)},
+            }
+        }
+
+    p, s, t, a = (f"{prefix}/{n}" for n in ("projects", "sprints", "tasks", "action-lists"))
+    report(f"{p}/{{project_id}}/metrics", "project_id", "P", "getProjectMetrics", "Project", "Task counts and health")
+    report(
+        f"{p}/{{project_id}}/velocity", "project_id", "P", "getProjectVelocity", "Project", "Points per closed sprint"
+    )
+    report(f"{s}/{{sprint_id}}/burndown", "sprint_id", "S", "getSprintBurndown", "Sprint", "Remaining points by day")
+    action(f"{s}/{{sprint_id}}/start", "sprint_id", "S", "startSprint", "Sprint", None, "Start a planned sprint")
+    action(
+        f"{s}/{{sprint_id}}/close", "sprint_id", "S", "closeSprint", "Sprint", "SprintClose", "Close the active sprint"
+    )
+    action(f"{t}/{{task_id}}/status", "task_id", "T", "changeTaskStatus", "Task", "StatusChange", "Move a task")
+    action(f"{a}/{{list_id}}/items", "list_id", "AL", "addActionItem", "ActionList", "ActionItem", "Append an item")
+    action(
+        f"{a}/{{list_id}}/items/reorder",
+        "list_id",
+        "AL",
+        "reorderActionItems",
+        "ActionList",
+        "ActionItemOrder",
+        "Reorder the items",
+    )
+    action(f"{a}/{{list_id}}/complete", "list_id", "AL", "completeActionList", "ActionList", None, "Complete the list")
+    index = {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
+    paths[f"{a}/{{list_id}}/items/{{index}}"] = {
+        "parameters": [_path_param("list_id", "AL"), index],
+        "patch": {
+            "operationId": "updateActionItem",
+            "tags": ["ActionList"],
+            "parameters": [IF_MATCH],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    **_json(_ref("ActionItemPatch"), "application/merge-patch+json"),
+                    **_json(_ref("ActionItemPatch")),
+                },
+            },
+            "responses": {"200": _record_response("ActionList", "The list."), **_errors(400, 404, 412, 415, 422)},
+        },
+        "delete": {
+            "operationId": "deleteActionItem",
+            "tags": ["ActionList"],
+            "parameters": [IF_MATCH],
+            "responses": {"200": _record_response("ActionList", "The list."), **_errors(400, 404, 412)},
+        },
+    }
+    return {
+        "paths": paths,
+        "components": {"schemas": schemas},
+        "tags": [{"name": n} for n in ("Project", "Sprint", "Task", "ActionList")],
+    }

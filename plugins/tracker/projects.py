@@ -1,0 +1,103 @@
+"""Projects: delete only when empty (or with cascade), metrics, velocity."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import peewee
+
+from . import analytics, listing
+from .errors import Conflict
+from .models import ActionList, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
+from .records import Collection, not_before, require
+from .schemas import PROJECT, PROJECT_STATUSES
+from .store import Event, iso_date
+
+
+class Projects(Collection):
+    resource = PROJECT
+    model = Project
+    label = "project"
+    listing = listing.ListDefinition(
+        model=Project,
+        filters={
+            "status": listing.one_of(Project.status, PROJECT_STATUSES),
+            "owner": listing.equals(Project.owner, 100),
+            "q": listing.text_search(Project.name, Project.mission),
+        },
+        sortable={
+            "created_at": listing.Sortable(Project.created_at, "datetime"),
+            "updated_at": listing.Sortable(Project.updated_at, "datetime"),
+            "name": listing.Sortable(Project.name, "text"),
+            "id": listing.Sortable(Project.id, "text"),
+        },
+    )
+
+    def check_merged(self, record: Any, values: Mapping[str, Any]) -> None:
+        require(not_before(values, "start_date", "target_end_date"))
+
+    def before_delete(self, record: Project, cascade: bool, events: list[Event]) -> None:
+        children = {
+            "sprints": Sprint.select().where(Sprint.project == record.id).count(),
+            "tasks": Task.select().where(Task.project == record.id).count(),
+            "action lists": ActionList.select().where(ActionList.project == record.id).count(),
+        }
+        if not cascade:
+            held = ", ".join(f"{n} {kind}" for kind, n in children.items() if n)
+            if held:
+                raise Conflict(f"Project {record.id} still has {held}; delete with ?cascade=true to remove them too.")
+            return
+        tasks = Task.select(Task.id).where(Task.project == record.id)
+        for link in (TaskLabel, TaskAssignee):
+            link.delete().where(link.task.in_(tasks)).execute()
+        outside = TaskDependency.select().where(
+            TaskDependency.depends_on.in_(tasks) & TaskDependency.task.not_in(tasks)
+        )
+        if outside.exists():
+            raise Conflict(f"Project {record.id} cannot be deleted: tasks of other projects depend on its tasks.")
+        TaskDependency.delete().where(TaskDependency.task.in_(tasks)).execute()
+        ActionList.delete().where(ActionList.project == record.id).execute()
+        # Action lists of other projects may point at this project's sprints: they keep their own project.
+        ActionList.update(sprint=None).where(
+            ActionList.sprint.in_(Sprint.select(Sprint.id).where(Sprint.project == record.id))
+        ).execute()
+        Task.delete().where(Task.project == record.id).execute()
+        Sprint.delete().where(Sprint.project == record.id).execute()
+        events.append(
+            (
+                "project.cascade_deleted",
+                {"project_id": record.id, **{k.replace(" ", "_"): n for k, n in children.items()}},
+            )
+        )
+
+    def metrics(self, project_id: str) -> dict[str, Any]:
+        with self.store.read():
+            project = self.get(project_id)
+            counts = status_counts(project.id)
+        return {"project_id": project.id, **analytics.project_metrics(counts)}
+
+    def velocity(self, project_id: str) -> dict[str, Any]:
+        with self.store.read():
+            project = self.get(project_id)
+            query: Any = (
+                Sprint.select(Sprint.id, Sprint.name, Sprint.end_date, Sprint.committed_points, Sprint.completed_points)
+                .where((Sprint.project == project.id) & (Sprint.status == "closed"))
+                .order_by(Sprint.end_date, Sprint.id)
+                .dicts()
+            )
+            closed = [{**row, "end_date": iso_date(row["end_date"])} for row in query]
+        return {"project_id": project.id, **analytics.velocity(closed)}
+
+
+def health_event(project_id: str) -> Event:
+    """``project.health_changed`` with the score of the project's tasks now (inside the write transaction)."""
+    counts = status_counts(project_id)
+    score = analytics.health_score(analytics.project_metrics(counts))
+    return ("project.health_changed", {"project_id": project_id, "score": score})
+
+
+def status_counts(project_id: str) -> dict[str, int]:
+    query: Any = Task.select(Task.status, peewee.fn.COUNT(Task.id)).where(Task.project == project_id)
+    query = query.group_by(Task.status)
+    return {status: int(count) for status, count in query.tuples()}

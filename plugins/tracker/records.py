@@ -1,0 +1,177 @@
+"""What every tracker collection does the same way: create, read, list, merge-patch, delete.
+
+Each resource module subclasses :class:`Collection` and adds its rules in
+the ``check_*`` / ``after_*`` methods.  Every write runs in one
+transaction (:meth:`.Store.write`), reads the row it changes with a lock,
+honours ``If-Match``, bumps ``version`` with a conditional ``UPDATE`` and
+queues its events, which fire only once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import peewee
+
+from .errors import Conflict, Invalid, PreconditionFailed, Problem
+from .listing import ListDefinition, Page, list_page
+from .schemas import Resource
+from .store import Event, Store, check_version, get_or_404, render, update_versioned
+from .validation import parse_date, parse_date_time
+
+
+class Collection:
+    resource: ClassVar[Resource]
+    model: ClassVar[Any]
+    label: ClassVar[str]  # "task": names the record in messages and events
+    listing: ClassVar[ListDefinition]
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- reading ----------------------------------------------------------------
+
+    def get(self, record_id: str) -> Any:
+        return get_or_404(self.model, record_id, self.label.capitalize())
+
+    def page(self, params: Mapping[str, Any]) -> Page:
+        return list_page(self.listing, params)
+
+    def render(self, record: Any) -> dict[str, Any]:
+        return render(self.resource, record)
+
+    # -- writing ----------------------------------------------------------------
+
+    def create(self, body: Mapping[str, Any]) -> Any:
+        values = {**self.resource.defaults(), **{k: v for k, v in body.items() if v is not None}}
+        values = self.parse(values)
+        with self.store.write() as events:
+            self.check_create(values)
+            now = self.store.clock()
+            record_id = values.get("id")
+            if record_id is not None and self.model.get_or_none(self.model.id == record_id) is not None:
+                raise Conflict(f"{self.label.capitalize()} {record_id} already exists.")
+            try:
+                record = self.model.create(**values, created_at=now, updated_at=now, version=1)
+            except peewee.IntegrityError:
+                # Lost a race with a concurrent create of the same id.
+                raise Conflict(f"{self.label.capitalize()} {record_id} already exists.") from None
+            self.after_create(record, events)
+            events.append((f"{self.label}.created", self.event_payload(record)))
+        return record
+
+    def patch(self, record_id: str, body: Mapping[str, Any], if_match: frozenset[int] | None) -> Any:
+        with self.store.write() as events:
+            record = self.store.lock(self.model, record_id, self.label.capitalize())
+            check_version(record, if_match)
+            current = self.current_values(record)
+            merged = {**current, **self.parse(dict(body))}
+            self.check_merged(record, merged)
+            changes = {name: value for name, value in merged.items() if value != current.get(name)}
+            changes = self.check_changes(record, changes)
+            if changes:
+                self.apply(record, changes, events)
+        return record
+
+    def apply(self, record: Any, changes: Mapping[str, Any], events: list[Event]) -> None:
+        """Write ``changes`` as the next version of ``record`` and queue the events they cause."""
+        before = self.current_values(record)
+        now = self.store.clock()
+        if not update_versioned(self.model, record, changes, now):
+            # The row was locked for us; only a concurrent delete or a bug gets here.
+            raise PreconditionFailed(record.version)
+        self.after_update(record, before, dict(changes), events)
+        events.append((f"{self.label}.updated", {**self.event_payload(record), "changed": sorted(changes)}))
+
+    def delete(self, record_id: str, if_match: frozenset[int] | None, *, cascade: bool = False) -> None:
+        with self.store.write() as events:
+            record = self.store.lock(self.model, record_id, self.label.capitalize())
+            check_version(record, if_match)
+            self.before_delete(record, cascade, events)
+            self.model.delete().where(self.model.id == record.id).execute()
+            events.append((f"{self.label}.deleted", self.event_payload(record)))
+            self.after_delete(record, events)
+
+    # -- what subclasses refine ---------------------------------------------------
+
+    def current_values(self, record: Any) -> dict[str, Any]:
+        """The writable fields of ``record`` under their API names."""
+        return {f.name: getattr(record, f.name) for f in self.resource.writable if not f.immutable}
+
+    def parse(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Turn the body's values into what the columns hold (the schema already checked their form)."""
+        for name, value in values.items():
+            if name not in self._field_names or value is None:
+                continue
+            schema = self.resource.field(name).schema
+            if schema.get("format") == "date":
+                values[name] = parse_date(value)
+            elif schema.get("format") == "date-time":
+                values[name] = parse_date_time(value)
+            elif schema.get("type") == "number":
+                values[name] = float(value)  # as the float column will hand it back
+        return values
+
+    @property
+    def _field_names(self) -> set[str]:
+        return {f.name for f in self.resource.fields}
+
+    def check_create(self, values: dict[str, Any]) -> None:
+        self.check_merged(None, values)
+
+    def check_merged(self, record: Any, values: Mapping[str, Any]) -> None:
+        """Rules on the record as it would be after the change (cross-field rules live here)."""
+
+    def check_changes(self, record: Any, changes: dict[str, Any]) -> dict[str, Any]:
+        """Rules on what a PATCH changes; may add derived changes."""
+        return changes
+
+    def after_create(self, record: Any, events: list[Event]) -> None:
+        pass
+
+    def after_update(
+        self, record: Any, before: Mapping[str, Any], changes: Mapping[str, Any], events: list[Event]
+    ) -> None:
+        pass
+
+    def before_delete(self, record: Any, cascade: bool, events: list[Event]) -> None:
+        pass
+
+    def after_delete(self, record: Any, events: list[Event]) -> None:
+        pass
+
+    def event_payload(self, record: Any) -> dict[str, Any]:
+        return {f"{self.label}_id": record.id}
+
+
+def not_before(values: Mapping[str, Any], start: str, end: str) -> Problem | None:
+    first, last = values.get(start), values.get(end)
+    if first is not None and last is not None and last < first:
+        return Problem(f"/{end}", f"must not be before {start} ({first.isoformat()})")
+    return None
+
+
+def require(*problems: Problem | None) -> None:
+    found = [p for p in problems if p is not None]
+    if found:
+        raise Invalid(found)
+
+
+def reference(model: Any, record_id: str | None, pointer: str, label: str) -> Any:
+    """The referenced record, or a 422 naming the field when it does not exist."""
+    if record_id is None:
+        return None
+    record = model.get_or_none(model.id == record_id)
+    if record is None:
+        raise Invalid([Problem(pointer, f"{label} {record_id} does not exist")])
+    return record
+
+
+def sum_points(values: list[Any]) -> float:
+    return float(sum(v for v in values if v is not None))
+
+
+def day_end(day: datetime.date) -> datetime.datetime:
+    return datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time())

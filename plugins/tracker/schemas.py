@@ -1,0 +1,251 @@
+"""The one source of truth for every tracker body: JSON Schema (2020-12, as in OpenAPI 3.1).
+
+Each resource is a table of :class:`Field`; from it come the schema a
+``POST`` body must satisfy, the schema of a ``PATCH`` (JSON Merge Patch)
+body, and the schema of the representation the API returns.  The request
+validator and the OpenAPI document both read these, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+PROJECT_STATUSES = ("discovery", "active", "paused", "closed")
+SPRINT_STATUSES = ("planned", "active", "closed")
+SPRINT_CADENCES = ("weekly", "biweekly", "monthly", "custom")
+TASK_STATUSES = ("new", "ready", "in_progress", "blocked", "review", "done", "dropped")
+TASK_PRIORITIES = ("p0", "p1", "p2", "p3")
+TASK_SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
+ACTION_LIST_STATUSES = ("active", "completed", "archived")
+
+MAX_POINTS = 100_000
+MAX_LIST_ITEMS = 100
+MAX_ACTION_ITEMS = 500
+
+
+def id_pattern(prefix: str) -> str:
+    return f"^{prefix}-[A-Za-z0-9_-]{{1,47}}$"
+
+
+def id_schema(prefix: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": id_pattern(prefix), "maxLength": len(prefix) + 48}
+
+
+def text(max_length: int, min_length: int = 1) -> dict[str, Any]:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length}
+
+
+def enum(values: Sequence[str]) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+def string_set(max_length: int = 100) -> dict[str, Any]:
+    return {"type": "array", "items": text(max_length), "uniqueItems": True, "maxItems": MAX_LIST_ITEMS}
+
+
+DATE = {"type": "string", "format": "date", "maxLength": 10}
+DATE_TIME = {"type": "string", "format": "date-time", "maxLength": 40}
+POINTS = {"type": "number", "minimum": 0, "maximum": MAX_POINTS}
+
+
+@attrs.frozen
+class Field:
+    name: str
+    schema: Mapping[str, Any]
+    #: Must be given at creation (and can never be cleared with ``null``).
+    required: bool = False
+    #: The value stored when a creation body leaves the field out.
+    default: Any = None
+    #: Set by the server only; a body that sends it is refused.
+    read_only: bool = False
+    #: Given at creation only (ids, parents that cannot change).
+    immutable: bool = False
+    description: str = ""
+
+    @property
+    def nullable(self) -> bool:
+        """Optional fields without a default may hold (and be cleared to) ``null``."""
+        return not self.required and self.default is None
+
+
+@attrs.frozen
+class Resource:
+    name: str
+    fields: tuple[Field, ...]
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    @property
+    def writable(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if not f.read_only)
+
+    def create_schema(self) -> dict[str, Any]:
+        properties = {f.name: _maybe_null(f, f.nullable) for f in self.writable}
+        return _object(properties, [f.name for f in self.writable if f.required])
+
+    def patch_schema(self) -> dict[str, Any]:
+        fields = [f for f in self.writable if not f.immutable]
+        return _object({f.name: _maybe_null(f, f.nullable) for f in fields}, [])
+
+    def output_schema(self) -> dict[str, Any]:
+        properties = {f.name: _maybe_null(f, f.nullable) for f in self.fields}
+        return _object(properties, [f.name for f in self.fields], closed=False)
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: _copy(f.default) for f in self.writable if not f.required}
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _maybe_null(field: Field, nullable: bool) -> dict[str, Any]:
+    schema = dict(field.schema)
+    if field.description:
+        schema["description"] = field.description
+    if field.read_only:
+        schema["readOnly"] = True
+    if nullable:
+        kind = schema.get("type")
+        if isinstance(kind, str):
+            schema["type"] = [kind, "null"]
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+def _object(properties: dict[str, Any], required: list[str], *, closed: bool = True) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _record_fields() -> tuple[Field, ...]:
+    return (
+        Field("created_at", DATE_TIME, required=True, read_only=True),
+        Field("updated_at", DATE_TIME, required=True, read_only=True),
+        Field("version", {"type": "integer", "minimum": 1}, required=True, read_only=True),
+    )
+
+
+PROJECT = Resource(
+    "Project",
+    (
+        Field("id", id_schema("P"), required=True, immutable=True),
+        Field("name", text(200), required=True),
+        Field("mission", text(2000), required=True),
+        Field("owner", text(100), required=True),
+        Field("status", enum(PROJECT_STATUSES), default="discovery"),
+        Field("start_date", DATE),
+        Field("target_end_date", DATE, description="Not before start_date."),
+        Field("tags", string_set(50), default=[]),
+        *_record_fields(),
+    ),
+)
+
+SPRINT = Resource(
+    "Sprint",
+    (
+        Field("id", id_schema("S"), required=True, immutable=True),
+        Field("project_id", id_schema("P"), required=True, immutable=True),
+        Field("name", text(200), required=True),
+        Field("goal", text(2000)),
+        Field("cadence", enum(SPRINT_CADENCES), default="biweekly"),
+        Field("start_date", DATE, required=True),
+        Field("end_date", DATE, required=True, description="Not before start_date."),
+        Field("owner", text(100)),
+        Field(
+            "status",
+            enum(SPRINT_STATUSES),
+            required=True,
+            read_only=True,
+            description="Changed by POST /sprints/{id}/start and /close.",
+        ),
+        Field("velocity_target_points", POINTS),
+        Field("committed_points", POINTS, read_only=True, description="Snapshot taken when the sprint closes."),
+        Field("completed_points", POINTS, read_only=True, description="Snapshot taken when the sprint closes."),
+        *_record_fields(),
+    ),
+)
+
+TASK = Resource(
+    "Task",
+    (
+        Field("id", id_schema("T"), required=True, immutable=True),
+        Field("title", text(500), required=True),
+        Field("summary", text(1000, 0)),
+        Field("description", text(20000, 0)),
+        Field("owner", text(100)),
+        Field("assignees", string_set(100), default=[]),
+        Field("labels", string_set(50), default=[]),
+        Field("priority", enum(TASK_PRIORITIES), default="p2"),
+        Field("severity", enum(TASK_SEVERITIES)),
+        Field(
+            "status",
+            enum(TASK_STATUSES),
+            default="new",
+            description="A task is created as new; later moves follow the transition table.",
+        ),
+        Field("estimate_points", POINTS),
+        Field("due_at", DATE_TIME),
+        Field("project_id", id_schema("P"), required=True, immutable=True),
+        Field("sprint_id", id_schema("S"), description="null: the project's backlog."),
+        Field(
+            "depends_on",
+            {"type": "array", "items": id_schema("T"), "uniqueItems": True, "maxItems": MAX_LIST_ITEMS},
+            default=[],
+        ),
+        Field("completed_at", DATE_TIME, read_only=True, description="Set when the task reaches done."),
+        *_record_fields(),
+    ),
+)
+
+ACTION_ITEM = {
+    "type": "object",
+    "properties": {"text": text(1000), "done": {"type": "boolean", "default": False}},
+    "required": ["text"],
+    "additionalProperties": False,
+}
+
+ACTION_LIST = Resource(
+    "ActionList",
+    (
+        Field("id", id_schema("AL"), required=True, read_only=True, description="Chosen by the server."),
+        Field("title", text(200), required=True),
+        Field("description", text(20000, 0)),
+        Field("owner", text(100)),
+        Field("status", enum(ACTION_LIST_STATUSES), default="active"),
+        Field("project_id", id_schema("P")),
+        Field("sprint_id", id_schema("S")),
+        Field("tags", string_set(50), default=[]),
+        Field("due_date", DATE),
+        Field("completed_at", DATE_TIME, read_only=True),
+        Field("items", {"type": "array", "items": ACTION_ITEM, "maxItems": MAX_ACTION_ITEMS}, default=[]),
+        *_record_fields(),
+    ),
+)
+
+RESOURCES = {r.name: r for r in (PROJECT, SPRINT, TASK, ACTION_LIST)}
+
+STATUS_CHANGE = _object({"status": enum(TASK_STATUSES)}, ["status"])
+SPRINT_CLOSE = _object(
+    {
+        "carry_over": {
+            "description": 'Where unfinished tasks go: "backlog" or the id of a planned sprint of the same project.',
+            "anyOf": [{"const": "backlog"}, id_schema("S")],
+        }
+    },
+    [],
+)
+ITEM_PATCH = _object({"text": text(1000), "done": {"type": "boolean"}}, [])
+ITEM_REORDER = _object(
+    {"order": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": MAX_ACTION_ITEMS}},
+    ["order"],
+)

@@ -1,0 +1,148 @@
+"""Sprints: start (one active per project, enforced by a unique index), close with carry-over, burndown."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import peewee
+
+from . import analytics, listing
+from .errors import Conflict, Invalid, Problem
+from .models import ActionList, Project, Sprint, Task
+from .records import Collection, not_before, reference, require, sum_points
+from .schemas import SPRINT, SPRINT_STATUSES, id_pattern
+from .store import Event, check_version, update_versioned
+from .tasks import TERMINAL
+
+
+class Sprints(Collection):
+    resource = SPRINT
+    model = Sprint
+    label = "sprint"
+    listing = listing.ListDefinition(
+        model=Sprint,
+        filters={
+            "project_id": listing.reference(Sprint.project, re.compile(id_pattern("P"))),
+            "status": listing.one_of(Sprint.status, SPRINT_STATUSES),
+            "owner": listing.equals(Sprint.owner, 100),
+        },
+        sortable={
+            "created_at": listing.Sortable(Sprint.created_at, "datetime"),
+            "start_date": listing.Sortable(Sprint.start_date, "date"),
+            "end_date": listing.Sortable(Sprint.end_date, "date"),
+            "name": listing.Sortable(Sprint.name, "text"),
+            "id": listing.Sortable(Sprint.id, "text"),
+        },
+    )
+
+    def check_create(self, values: dict[str, Any]) -> None:
+        values["status"] = "planned"
+        self.check_merged(None, values)
+        reference(Project, values["project_id"], "/project_id", "project")
+
+    def check_merged(self, record: Any, values: Mapping[str, Any]) -> None:
+        require(not_before(values, "start_date", "end_date"))
+
+    def event_payload(self, record: Sprint) -> dict[str, Any]:
+        return {"sprint_id": record.id, "project_id": record.project_id, "status": record.status}
+
+    def before_delete(self, record: Sprint, cascade: bool, events: list[Event]) -> None:
+        if record.status == "active":
+            raise Conflict(f"Sprint {record.id} is active; close it before deleting it.")
+        tasks = Task.select(Task.id).where(Task.sprint == record.id)
+        if record.status == "closed" and tasks.exists():
+            raise Conflict(f"Sprint {record.id} is closed and has tasks, which cannot move out of it.")
+        # A planned sprint's tasks go back to the backlog, and its action lists keep their project only.
+        now = self.store.clock()
+        for task in Task.select().where(Task.sprint == record.id):
+            update_versioned(Task, task, {"sprint_id": None}, now)
+            events.append(
+                ("task.updated", {"task_id": task.id, "project_id": task.project_id, "changed": ["sprint_id"]})
+            )
+        for action_list in ActionList.select().where(ActionList.sprint == record.id):
+            update_versioned(ActionList, action_list, {"sprint_id": None}, now)
+            events.append(("action_list.updated", {"action_list_id": action_list.id, "changed": ["sprint_id"]}))
+
+    # -- start and close ------------------------------------------------------------
+
+    def start(self, sprint_id: str, if_match: frozenset[int] | None) -> Sprint:
+        with self.store.write() as events:
+            sprint: Sprint = self.store.lock(Sprint, sprint_id, "Sprint")
+            check_version(sprint, if_match)
+            if sprint.status != "planned":
+                raise Conflict(f"Sprint {sprint.id} is {sprint.status}; only a planned sprint can start.")
+            active = Sprint.get_or_none((Sprint.project == sprint.project_id) & (Sprint.status == "active"))
+            if active is not None:
+                raise Conflict(f"Project {sprint.project_id} already has an active sprint: {active.id}.")
+            try:
+                with self.store.database.atomic():  # a savepoint: the losing racer's error stays contained
+                    update_versioned(Sprint, sprint, {"status": "active"}, self.store.clock())
+            except peewee.IntegrityError:
+                raise Conflict(f"Project {sprint.project_id} already has an active sprint.") from None
+            events.append(("sprint.started", self.event_payload(sprint)))
+        return sprint
+
+    def close(self, sprint_id: str, carry_over: str, if_match: frozenset[int] | None) -> Sprint:
+        with self.store.write() as events:
+            sprint: Sprint = self.store.lock(Sprint, sprint_id, "Sprint")
+            check_version(sprint, if_match)
+            if sprint.status != "active":
+                raise Conflict(f"Sprint {sprint.id} is {sprint.status}; only an active sprint can close.")
+            target = self._carry_over_target(sprint, carry_over)
+            tasks = list(Task.select().where(Task.sprint == sprint.id))
+            committed = sum_points([t.estimate_points for t in tasks if t.status != "dropped"])
+            completed = sum_points([t.estimate_points for t in tasks if t.status == "done"])
+            now = self.store.clock()
+            moved = []
+            for task in tasks:
+                if task.status not in TERMINAL:
+                    update_versioned(Task, task, {"sprint_id": target}, now)
+                    moved.append(task.id)
+                    events.append(
+                        ("task.updated", {"task_id": task.id, "project_id": task.project_id, "changed": ["sprint_id"]})
+                    )
+            update_versioned(
+                Sprint,
+                sprint,
+                {"status": "closed", "committed_points": committed, "completed_points": completed},
+                now,
+            )
+            events.append(
+                (
+                    "sprint.closed",
+                    {
+                        **self.event_payload(sprint),
+                        "committed_points": committed,
+                        "completed_points": completed,
+                        "carried_over_to": target or "backlog",
+                        "carried_over_task_ids": moved,
+                    },
+                )
+            )
+        return sprint
+
+    def _carry_over_target(self, sprint: Sprint, carry_over: str) -> str | None:
+        if carry_over == "backlog":
+            return None
+        target = reference(Sprint, carry_over, "/carry_over", "sprint")
+        if target.project_id != sprint.project_id:
+            raise Invalid([Problem("/carry_over", f"sprint {target.id} belongs to project {target.project_id}")])
+        if target.status != "planned":
+            raise Invalid([Problem("/carry_over", f"sprint {target.id} is {target.status}, not planned")])
+        return str(target.id)
+
+    # -- reports -------------------------------------------------------------------
+
+    def burndown(self, sprint_id: str) -> dict[str, Any]:
+        with self.store.read():
+            sprint = self.get(sprint_id)
+            rows = Task.select(Task.estimate_points, Task.status, Task.completed_at).where(
+                (Task.sprint == sprint.id) & (Task.status != "dropped")
+            )
+            points = [(float(r.estimate_points or 0), r.completed_at if r.status == "done" else None) for r in rows]
+        today = self.store.clock().date()
+        total = sprint.committed_points if sprint.status == "closed" else None
+        report = analytics.burndown(sprint.start_date, sprint.end_date, today, points, total)
+        return {"sprint_id": sprint.id, "status": sprint.status, **report}

@@ -1,0 +1,134 @@
+"""Transactions that fire their events only after commit, versioned updates, and record rendering."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import peewee
+
+from .errors import NotFound, PreconditionFailed
+from .schemas import Resource
+
+Event = tuple[str, dict[str, Any]]
+Emit = Callable[[str, Mapping[str, Any]], None]
+
+#: How often an update without ``If-Match`` re-reads and retries after losing a race.
+UPDATE_ATTEMPTS = 5
+
+
+def utcnow() -> datetime.datetime:
+    """Naive UTC, the form every timestamp column holds."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def rfc3339(value: datetime.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite hands back text for expressions peewee did not type
+        value = datetime.datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds") + "Z"
+
+
+def iso_date(value: datetime.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class Store:
+    """The database and the event sink a tracker service works with."""
+
+    def __init__(self, database: Any, emit: Emit, clock: Callable[[], datetime.datetime] = utcnow) -> None:
+        self.database = database
+        self.emit = emit
+        self.clock = clock
+        self._open = threading.local()
+
+    @property
+    def is_postgres(self) -> bool:
+        return isinstance(getattr(self.database, "obj", self.database), peewee.PostgresqlDatabase)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[list[Event]]:
+        """A write transaction; events appended to the yielded list are fired once it commits.
+
+        SQLite takes the write lock up front (``BEGIN IMMEDIATE``): a deferred
+        transaction that reads and then writes can fail at once with
+        "database is locked" instead of waiting its turn.
+        """
+        outer: list[Event] | None = getattr(self._open, "events", None)
+        if outer is not None:
+            # Nested (an idempotent POST wraps the creation): one transaction, events fire at the outer commit.
+            yield outer
+            return
+        events: list[Event] = []
+        db = getattr(self.database, "obj", self.database)
+        atomic = db.atomic() if self.is_postgres else db.atomic(lock_type="IMMEDIATE")
+        self._open.events = events
+        try:
+            with atomic:
+                yield events
+        finally:
+            self._open.events = None
+        for name, payload in events:
+            self.emit(name, payload)
+
+    def lock(self, model: Any, record_id: str, label: str) -> Any:
+        """Read a record for update: on PostgreSQL the row stays locked until the transaction ends."""
+        query = model.select().where(model.id == record_id)
+        if self.is_postgres:
+            query = query.for_update()
+        record = query.first()
+        if record is None:
+            raise NotFound(f"{label} {record_id} does not exist.")
+        return record
+
+    def read(self) -> Any:
+        """A read transaction, so a response is built from one consistent snapshot."""
+        return getattr(self.database, "obj", self.database).atomic()
+
+
+def get_or_404(model: Any, record_id: str, label: str) -> Any:
+    record = model.get_or_none(model.id == record_id)
+    if record is None:
+        raise NotFound(f"{label} {record_id} does not exist.")
+    return record
+
+
+def check_version(record: Any, if_match: frozenset[int] | None) -> None:
+    """``if_match`` is the set of versions the client's ``If-Match`` names (None: no condition)."""
+    if if_match is not None and record.version not in if_match:
+        raise PreconditionFailed(record.version)
+
+
+def update_versioned(model: Any, record: Any, changes: Mapping[str, Any], now: datetime.datetime) -> bool:
+    """``UPDATE ... SET ..., version = version + 1 WHERE id = ? AND version = ?``: False if it lost a race."""
+    values = {model._meta.combined[name]: value for name, value in changes.items()}  # sprint_id too
+    values[model.updated_at] = now
+    values[model.version] = model.version + 1
+    updated = model.update(values).where((model.id == record.id) & (model.version == record.version)).execute()
+    if updated:
+        for name, value in changes.items():
+            setattr(record, name, value)
+        record.updated_at = now
+        record.version += 1
+    return bool(updated)
+
+
+def render(resource: Resource, record: Any) -> dict[str, Any]:
+    """The API representation of ``record``: every field of ``resource``, dates as RFC 3339 strings."""
+    out: dict[str, Any] = {}
+    data = record.__data__
+    for field in resource.fields:
+        value = data.get(field.name if field.name in data else field.name.removesuffix("_id"))
+        fmt = field.schema.get("format")
+        if fmt == "date-time":
+            value = rfc3339(value)
+        elif fmt == "date":
+            value = iso_date(value)
+        out[field.name] = value
+    return out
