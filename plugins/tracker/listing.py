@@ -147,8 +147,9 @@ def _decode_value(value: Any, kind: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("bad number")
         return value
-    if not isinstance(value, str):
+    if not isinstance(value, str) or "\x00" in value:
         raise ValueError("bad text")
+    value.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -79,6 +80,8 @@ class Store:
 
     def lock(self, model: Any, record_id: str, label: str) -> Any:
         """Read a record for update: on PostgreSQL the row stays locked until the transaction ends."""
+        if not ANY_ID.fullmatch(record_id):
+            raise NotFound(f"{label} {record_id!r} does not exist.")
         query = model.select().where(model.id == record_id)
         if self.is_postgres:
             query = query.for_update()
@@ -92,7 +95,13 @@ class Store:
         return getattr(self.database, "obj", self.database).atomic()
 
 
+#: The shape every tracker id has; anything else cannot exist, and is not worth a query (NUL bytes break PostgreSQL).
+ANY_ID = re.compile(r"[A-Z]{1,2}-[A-Za-z0-9_-]{1,47}")
+
+
 def get_or_404(model: Any, record_id: str, label: str) -> Any:
+    if not ANY_ID.fullmatch(record_id):
+        raise NotFound(f"{label} {record_id!r} does not exist.")
     record = model.get_or_none(model.id == record_id)
     if record is None:
         raise NotFound(f"{label} {record_id} does not exist.")

@@ -9,11 +9,13 @@ no database can store (NUL, lone surrogates).
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from jsonschema import Draft202012Validator, FormatChecker
+import jsonschema
+from jsonschema import Draft202012Validator, FormatChecker, validators
 
 from .errors import Invalid, Problem
 
@@ -48,7 +50,10 @@ def parse_date_time(value: str) -> datetime.datetime:
     if not _DATE_TIME.fullmatch(value):
         raise ValueError("not an RFC 3339 date-time with an offset (2024-05-01T12:00:00Z)")
     parsed = datetime.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    return parsed.astimezone(datetime.UTC).replace(tzinfo=None)
+    try:
+        return parsed.astimezone(datetime.UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("is outside the years 1 to 9999 once in UTC") from None
 
 
 def pointer(path: Any) -> str:
@@ -122,13 +127,30 @@ def _problems(error: Any) -> Iterator[Problem]:
         yield Problem(pointer(path), _message(error))
 
 
+@functools.cache
+def _ecma_compiled(pattern: str) -> re.Pattern[str]:
+    ends_at_end = pattern.endswith("$") and not pattern.endswith("\\$")
+    return re.compile(pattern[:-1] + r"\Z" if ends_at_end else pattern)
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    """``pattern`` as JSON Schema means it: ``$`` ends the string (Python's also matches before a final newline)."""
+    if not isinstance(instance, str):
+        return
+    if not _ecma_compiled(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})  # type: ignore[no-untyped-call]
+
+
 class Schema:
     """A compiled schema: ``Schema(doc).check(body)`` raises :class:`Invalid` listing every bad field."""
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         Draft202012Validator.check_schema(schema)
         self.schema = schema
-        self.validator = Draft202012Validator(schema, format_checker=_formats)
+        self.validator = _Validator(schema, format_checker=_formats)
 
     def problems(self, body: Any) -> list[Problem]:
         problems = list(_string_problems(body))

@@ -46,6 +46,7 @@ def test_duplicate_id_is_409(api: Api) -> None:
 BAD_FIELDS = [
     ({"title": "x", "project_id": "P-1"}, "/id"),
     ({"id": "X-1", "title": "x", "project_id": "P-1"}, "/id"),
+    ({"id": "T-1\n", "title": "x", "project_id": "P-1"}, "/id"),
     ({"id": "T-" + "a" * 48, "title": "x", "project_id": "P-1"}, "/id"),
     ({"id": "T-1", "title": "", "project_id": "P-1"}, "/title"),
     ({"id": "T-1", "title": "x" * 501, "project_id": "P-1"}, "/title"),
@@ -69,6 +70,7 @@ BAD_FIELDS = [
     ({"id": "T-1", "title": "x", "project_id": "P-1", "status": "done"}, "/status"),
     ({"id": "T-1", "title": "nul\u0000", "project_id": "P-1"}, "/title"),
     ({"id": "T-1", "title": "x", "project_id": "P-1", "summary": "\ud800"}, "/summary"),
+    ({"id": "T-1", "title": "x", "project_id": "P-1", "due_at": "9999-12-31T23:30:00-01:00"}, "/due_at"),
 ]
 
 
@@ -108,6 +110,9 @@ def test_malformed_json_and_wrong_media_type(api: Api) -> None:
 def test_missing_task_is_404_and_ids_that_cannot_exist_too(api: Api) -> None:
     assert api.get("/tasks/T-404").status_code == 404
     assert api.get("/tasks/not-an-id").status_code == 404
+    assert api.get("/tasks/T-%00").status_code == 404
+    assert api.patch("/tasks/T-%00", {"title": "x"}).status_code == 404
+    assert api.post("/tasks/T-%00/status", {"status": "ready"}).status_code == 404
     assert api.patch("/tasks/T-404", {"title": "x"}).status_code == 404
     assert api.delete("/tasks/T-404").status_code == 404
 
