@@ -190,3 +190,11 @@ def taskman_health_checks(config: Any) -> dict[str, CheckFunc]:
     runtime = _collecting_for.get()
     db = runtime.database if runtime is not None else taskman_db.database
     return {"database": DatabaseCheck(db)}
+
+
+@hookimpl
+def taskman_openapi(config: Any) -> dict[str, Any]:
+    """The probes' paths and schemas, for the openapi plugin (never called while it is disabled)."""
+    from . import openapi
+
+    return openapi.fragment()

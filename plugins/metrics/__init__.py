@@ -167,3 +167,11 @@ def taskman_shutdown(app: Any, config: Any) -> None:
         renew_multiprocess_values()
     else:
         state.workers.set(0)
+
+
+@hookimpl
+def taskman_openapi(config: Any) -> dict[str, Any]:
+    """The scrape endpoint, for the openapi plugin (never called while it is disabled)."""
+    from . import openapi
+
+    return openapi.fragment(config.section(SECTION).path)

@@ -1,0 +1,16 @@
+"""The hook the openapi plugin adds: ``taskman_openapi``; documented in docs/openapi.md."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from taskman import hookspec
+
+if TYPE_CHECKING:
+    from taskman.config import Config
+
+
+@hookspec
+def taskman_openapi(config: Config) -> Mapping[str, Any] | None:
+    """Return an OpenAPI fragment: ``paths``, and optionally ``components`` (schemas, responses, ...) and ``tags``."""
