@@ -76,7 +76,8 @@ def http_error(error: TrackerError) -> falcon.HTTPError:
     if isinstance(error, PreconditionFailed):
         return _Stale(error)
     if isinstance(error, IdempotencyMismatch):
-        return falcon.HTTPUnprocessableEntity(description=str(error))
+        # The body is what differs from the first request with this key: point at the whole of it.
+        return ValidationProblem([{"pointer": "", "detail": str(error)}], str(error))
     raise error
 
 

@@ -193,7 +193,7 @@ def _after(keys: list[tuple[Any, bool, str]], values: list[Any]) -> Any:
         for prior, value in zip((k[0] for k in keys[:i]), values[:i], strict=True):
             clause = (prior == value) & clause
         clauses.append(clause)
-    return peewee.reduce(lambda a, b: a | b, clauses) if hasattr(peewee, "reduce") else _or_all(clauses)
+    return _or_all(clauses)
 
 
 def _or_all(clauses: list[Any]) -> Any:

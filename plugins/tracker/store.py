@@ -82,10 +82,7 @@ class Store:
         """Read a record for update: on PostgreSQL the row stays locked until the transaction ends."""
         if not ANY_ID.fullmatch(record_id):
             raise NotFound(f"{label} {record_id!r} does not exist.")
-        query = model.select().where(model.id == record_id)
-        if self.is_postgres:
-            query = query.for_update()
-        record = query.first()
+        record = by_id(model, record_id, for_update=self.is_postgres)
         if record is None:
             raise NotFound(f"{label} {record_id} does not exist.")
         return record
@@ -95,6 +92,30 @@ class Store:
         return getattr(self.database, "obj", self.database).atomic()
 
 
+_BY_ID: dict[tuple[Any, type, bool], tuple[str, Any]] = {}
+
+
+def by_id(model: Any, record_id: str, *, for_update: bool = False) -> Any:
+    """``SELECT ... WHERE id = ?``, the hottest query: its SQL is built once per model and dialect.
+
+    peewee renders a query's SQL anew on every execution, which costs more
+    than the query itself for a single-row read.
+    """
+    database = model._meta.database
+    target = getattr(database, "obj", database)
+    key = (model, type(target), for_update)
+    compiled = _BY_ID.get(key)
+    if compiled is None:
+        query = model.select().where(model.id == "")
+        if for_update:
+            query = query.for_update()
+        sql, _ = query.sql()
+        compiled = _BY_ID[key] = (sql, query)
+    sql, query = compiled
+    cursor = target.execute_sql(sql, (record_id,))
+    return next(iter(query._get_cursor_wrapper(cursor)), None)
+
+
 #: The shape every tracker id has; anything else cannot exist, and is not worth a query (NUL bytes break PostgreSQL).
 ANY_ID = re.compile(r"[A-Z]{1,2}-[A-Za-z0-9_-]{1,47}")
 
@@ -102,7 +123,7 @@ ANY_ID = re.compile(r"[A-Z]{1,2}-[A-Za-z0-9_-]{1,47}")
 def get_or_404(model: Any, record_id: str, label: str) -> Any:
     if not ANY_ID.fullmatch(record_id):
         raise NotFound(f"{label} {record_id!r} does not exist.")
-    record = model.get_or_none(model.id == record_id)
+    record = by_id(model, record_id)
     if record is None:
         raise NotFound(f"{label} {record_id} does not exist.")
     return record
