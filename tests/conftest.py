@@ -90,6 +90,18 @@ def make_config(database_url: str) -> Callable[..., Config]:
     return make
 
 
+def disabling(make_config: Callable[..., Config], *names: str) -> Callable[..., Config]:
+    """``make_config`` that also disables ``names``: for tests of other parts that those plugins would disturb."""
+
+    def make(*, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Config:
+        merged = dict(environ or {})
+        given = [n for n in merged.get("APP_PLUGINS__DISABLE", "").split(",") if n]
+        merged["APP_PLUGINS__DISABLE"] = ",".join([*given, *names])
+        return make_config(environ=merged, **kwargs)
+
+    return make
+
+
 @pytest.fixture
 def make_client(asgi: bool, make_config: Callable[..., Config]) -> Iterator[Callable[..., falcon.testing.TestClient]]:
     """Build a started app on the current flavour and return a test client for it."""
@@ -153,4 +165,4 @@ def database_for(url: str) -> peewee.Database:
     return make_database(DatabaseSettings(url=url))
 
 
-__all__ = ["POSTGRES_URL", "database_for", "is_sqlite_url"]
+__all__ = ["POSTGRES_URL", "database_for", "disabling", "is_sqlite_url"]

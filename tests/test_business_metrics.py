@@ -25,7 +25,7 @@ from taskman_plugins.metrics.multiprocess import ENV_VAR
 
 from taskman.config import ConfigError
 from tests import test_metrics
-from tests.conftest import database_for
+from tests.conftest import database_for, disabling
 from tests.test_metrics import MetricsServer, parse_scrape, promtool_check, total
 
 # The real-server fixtures of the metrics tests.
@@ -34,6 +34,9 @@ probe_pythonpath = test_metrics.probe_pythonpath
 
 Client = Callable[..., falcon.testing.TestClient]
 
+#: These tests make a ``task`` table of their own; tests/tracker covers the tracker feeding these metrics.
+WITHOUT_TRACKER = {"APP_PLUGINS__DISABLE": "tracker"}
+
 
 @pytest.fixture(autouse=True)
 def _single_process_mode(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,6 +44,12 @@ def _single_process_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_VAR, "")  # so that teardown restores the value from before the test
     monkeypatch.delenv(ENV_VAR)
     monkeypatch.setattr(values, "ValueClass", values.MutexValue)
+
+
+@pytest.fixture
+def make_config(make_config: Callable[..., Any]) -> Callable[..., Any]:
+    """Without the tracker (see WITHOUT_TRACKER)."""
+    return disabling(make_config, "tracker")
 
 
 def make_tasks_table(db: peewee.Database, name: str = "task", column: str = "status") -> Any:
@@ -352,7 +361,7 @@ def test_business_counts_are_exact_across_workers_and_active_tasks_survives_rest
     metrics_server: Callable[..., MetricsServer], tasks: Callable[..., Any], flavour: str
 ) -> None:
     tasks()  # the table, empty
-    server = metrics_server(asgi=flavour == "asgi")
+    server = metrics_server(asgi=flavour == "asgi", environ=WITHOUT_TRACKER)
     workers = server.workers()
     statuses = ["todo", "in_progress", "done", "todo", "dropped"]
     sent: list[tuple[str, str]] = []
@@ -378,7 +387,7 @@ def test_business_counts_are_exact_across_workers_and_active_tasks_survives_rest
     promtool_check(text)
     assert server.stop() == 0, server.log
 
-    again = metrics_server(asgi=flavour == "asgi", directory=server.directory)
+    again = metrics_server(asgi=flavour == "asgi", directory=server.directory, environ=WITHOUT_TRACKER)
     text = again.scrape()
     assert total(text, "active_tasks") == active, "read from the database, not remembered"
     assert total(text, "tasks_created_total") is None, "counters start again from zero"

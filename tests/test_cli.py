@@ -125,6 +125,7 @@ def test_debug_shows_the_traceback() -> None:
 
 
 def test_check_passes_on_a_healthy_setup(database_url: str) -> None:
+    assert run("migrate", database_url=database_url).exit_code == 0  # the built-in tracker's tables
     result = run("check", database_url=database_url)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == ["config: ok", "database: ok", "migrations: ok"]
@@ -143,14 +144,16 @@ def test_check_exit_codes_say_what_failed(database_url: str, notes_plugin: Path)
 
 
 def test_migrate_apply_status_rollback(database_url: str, notes_plugin: Path) -> None:
-    status = run("migrate", "status", database_url=database_url)
+    env = {"APP_PLUGINS__DISABLE": "tracker"}  # the notes plugin's migrations alone
+    status = run("migrate", "status", database_url=database_url, env=env)
     assert "notes:0001_create_notes" in status.stdout and "pending" in status.stdout
-    applied = run("migrate", database_url=database_url)
+    applied = run("migrate", database_url=database_url, env=env)
     assert applied.stdout.splitlines() == ["applied notes:0001_create_notes", "applied notes:0002_add_done"]
-    assert run("migrate", "apply", database_url=database_url).stdout.strip() == "nothing to apply"
-    assert "pending" not in run("migrate", "status", database_url=database_url).stdout
-    assert run("migrate", "rollback", database_url=database_url).stdout.strip() == "rolled back notes:0002_add_done"
-    assert run("check", database_url=database_url).exit_code == EXIT_MIGRATIONS
+    assert run("migrate", "apply", database_url=database_url, env=env).stdout.strip() == "nothing to apply"
+    assert "pending" not in run("migrate", "status", database_url=database_url, env=env).stdout
+    rolled_back = run("migrate", "rollback", database_url=database_url, env=env)
+    assert rolled_back.stdout.strip() == "rolled back notes:0002_add_done"
+    assert run("check", database_url=database_url, env=env).exit_code == EXIT_MIGRATIONS
 
 
 def test_routes_lists_plugin_routes(notes_plugin: Path) -> None:
@@ -172,7 +175,7 @@ def test_serve_refuses_pending_migrations_in_production(database_url: str, notes
     result = run("serve", env={"APP_ENVIRONMENT": "production"}, database_url=database_url)
     assert result.exit_code != 0
     (line,) = result.stderr.strip().splitlines()
-    assert "2 migration(s) pending (notes:0001_create_notes, notes:0002_add_done)" in line
+    assert "3 migration(s) pending (notes:0001_create_notes, notes:0002_add_done, tracker:0001_initial)" in line
     assert "taskman migrate" in line
 
 

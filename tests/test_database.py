@@ -13,11 +13,17 @@ import pytest
 from taskman import hookimpl
 from taskman.config import DatabaseSettings
 from taskman.db import database, is_sqlite_url, make_database, ping, release_connection, sqlite_path
-from tests.conftest import database_for
+from tests.conftest import database_for, disabling
 from tests.sample_plugins import EchoPlugin
 from tests.test_app import assert_problem
 
 Client = Callable[..., falcon.testing.TestClient]
+
+
+@pytest.fixture
+def make_config(make_config: Callable[..., Any]) -> Callable[..., Any]:
+    """Without the tracker: these apps start on unreachable or missing databases, where it could not migrate."""
+    return disabling(make_config, "tracker")
 
 
 def test_sqlite_urls() -> None:

@@ -15,6 +15,7 @@ from taskman import hookimpl
 from taskman.app import PendingMigrationsError
 from taskman.db import database, make_database
 from taskman.migrations import HISTORY_TABLE, Migrations
+from tests.conftest import disabling
 
 CREATE_NOTES = """
 from peewee import Model, TextField
@@ -87,6 +88,12 @@ class MigratingPlugin:
     @hookimpl
     def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
         return [("/notes", NotesResource())] if self.taskman_plugin_name == "notes" else []
+
+
+@pytest.fixture
+def make_config(make_config: Callable[..., Any]) -> Callable[..., Any]:
+    """Without the tracker: its own migration would be pending beside these tests' sample plugins."""
+    return disabling(make_config, "tracker")
 
 
 @pytest.fixture
