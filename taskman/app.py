@@ -75,6 +75,19 @@ class _LifespanMiddleware:
         self.runtime.stop(owner="lifespan")
 
 
+class _Process:
+    """This process's pid, kept current across ``fork`` so the request path needs no system call."""
+
+    pid = os.getpid()
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Process.forked)
+
+
 @attrs.define(eq=False)
 class Runtime:
     """What a taskman app carries besides falcon's own state: ``app.taskman``."""
@@ -90,7 +103,9 @@ class Runtime:
 
     @property
     def started(self) -> bool:
-        return self.state == "started" and self.pid == os.getpid()
+        # Asked on every request: compare with the pid cached for this process
+        # (refreshed in a forked child) instead of calling os.getpid().
+        return self.state == "started" and self.pid == _Process.pid
 
     def migrations(self) -> Migrations:
         return Migrations(self.database, self.plugins.migrations())
@@ -158,8 +173,9 @@ class App(falcon.App):  # type: ignore[type-arg]
     taskman: Runtime
 
     def __call__(self, env: Any, start_response: Any) -> Any:
-        if not self.taskman.started:
-            self.taskman.start(owner="first-request")
+        runtime = self.taskman
+        if runtime.state != "started" or runtime.pid != _Process.pid:
+            runtime.start(owner="first-request")
         return super().__call__(env, start_response)
 
 
@@ -169,8 +185,9 @@ class AsgiApp(falcon.asgi.App):  # type: ignore[type-arg]
     taskman: Runtime
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
-        if scope["type"] != "lifespan" and not self.taskman.started:
-            await asyncio.to_thread(self.taskman.start, "first-request")
+        runtime = self.taskman
+        if (runtime.state != "started" or runtime.pid != _Process.pid) and scope["type"] != "lifespan":
+            await asyncio.to_thread(runtime.start, "first-request")
         await super().__call__(scope, receive, send)
 
 

@@ -93,6 +93,23 @@ class SyncRequest:
     stream = bounded_stream
 
 
+class InlineRequest(SyncRequest):
+    """The request a nonblocking responder or middleware gets: it runs on the loop, so it may not block.
+
+    It needs neither the loop nor the thread id (every body read is refused),
+    which keeps the per-request wrapping to one slot store.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, req: Any) -> None:
+        object.__setattr__(self, "_req", req)
+
+    def _block_on(self, coro: Awaitable[Any]) -> Any:
+        getattr(coro, "close", lambda: None)()
+        raise RuntimeError("a nonblocking responder or middleware cannot read the request body")
+
+
 def _call_and_release(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
         return func(*args, **kwargs)
@@ -100,28 +117,44 @@ def _call_and_release(func: Callable[..., Any], args: tuple[Any, ...], kwargs: d
         release_connection(database)
 
 
-def to_coroutine(func: Callable[..., Any], *, inline: bool) -> Callable[..., Awaitable[Any]]:
-    """Wrap a sync ``func(req, resp, ...)`` as a coroutine function for falcon's ASGI app."""
+def _sync_method(func: Callable[..., Any], *, inline: bool) -> Callable[..., Awaitable[Any]]:
+    """An adapter-class method (``self`` unused) that runs sync ``func(req, ...)`` under ASGI.
 
+    Falcon wants bound methods on middleware, so adapters get real methods;
+    each does its work itself rather than awaiting another coroutine, which
+    keeps the request path to one coroutine frame per adapted call.
+    """
     if inline:
 
-        @functools.wraps(func)
-        async def run_inline(req: Any, *args: Any, **kwargs: Any) -> Any:
-            loop = asyncio.get_running_loop()
-            return func(SyncRequest(req, loop, threading.get_ident()), *args, **kwargs)
+        async def run_inline(self: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+            return func(InlineRequest(req), *args, **kwargs)
 
-        return run_inline
+        method = run_inline
+    else:
+
+        async def run_in_thread(self: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            sync_req = SyncRequest(req, loop, threading.get_ident())
+            # run_in_executor does not carry contextvars (log context, trace
+            # context) into the thread: run the call in a copy of this context.
+            context = contextvars.copy_context()
+            return await loop.run_in_executor(None, context.run, _call_and_release, func, (sync_req, *args), kwargs)
+
+        method = run_in_thread
+    method.__name__ = getattr(func, "__name__", method.__name__)
+    method.__doc__ = getattr(func, "__doc__", None)
+    return method
+
+
+def to_coroutine(func: Callable[..., Any], *, inline: bool) -> Callable[..., Awaitable[Any]]:
+    """Wrap a sync ``func(req, resp, ...)`` as a coroutine function for falcon's ASGI app."""
+    method = _sync_method(func, inline=inline)
 
     @functools.wraps(func)
-    async def run_in_thread(req: Any, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        sync_req = SyncRequest(req, loop, threading.get_ident())
-        # run_in_executor does not carry contextvars (log context, trace
-        # context) into the thread: run the call in a copy of this context.
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(None, context.run, _call_and_release, func, (sync_req, *args), kwargs)
+    async def call(req: Any, *args: Any, **kwargs: Any) -> Any:
+        return await method(None, req, *args, **kwargs)
 
-    return run_in_thread
+    return call
 
 
 def _as_method(coro_func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -142,8 +175,9 @@ def adapt_resource(resource: object) -> object:
     for name in names:
         responder = getattr(resource, name)
         if name in sync:
-            responder = to_coroutine(responder, inline=is_nonblocking(resource, responder))
-        namespace[name] = _as_method(responder)
+            namespace[name] = _sync_method(responder, inline=is_nonblocking(resource, responder))
+        else:
+            namespace[name] = _as_method(responder)
     adapter = type(f"Async{type(resource).__name__}", (), namespace)
     return adapter()
 
@@ -158,10 +192,11 @@ def adapt_middleware(component: object) -> object:
         if async_version is not None:
             namespace[f"{name}_async"] = _as_method(async_version)
         elif method is not None:
-            if not inspect.iscoroutinefunction(method):
+            if inspect.iscoroutinefunction(method):
+                namespace[f"{name}_async"] = _as_method(method)
+            else:
                 changed = True
-                method = to_coroutine(method, inline=is_nonblocking(component, method))
-            namespace[f"{name}_async"] = _as_method(method)
+                namespace[f"{name}_async"] = _sync_method(method, inline=is_nonblocking(component, method))
     for name in LIFESPAN_METHODS:
         method = getattr(component, name, None)
         if method is not None:

@@ -833,3 +833,17 @@ def test_sigterm_fails_readiness_while_in_flight_requests_drain(
     assert code == 0, server.log
     assert server.events() == ["request-started", "ready-200", "ready-503", "request-finished", "shutdown"]
     assert "Traceback" not in server.log
+
+
+def test_the_liveness_fast_path_writes_the_report_s_bytes() -> None:
+    moment = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    ticks = iter([0.0, 1.0, 1.0000123, 2.0, 2.0000123])  # created, then two probes of 12.3 us each
+    state = HealthState(clock=lambda: next(ticks), now=lambda: moment)
+    expected = state.liveness().to_json()
+    assert state.liveness_json() == expected
+    assert json.loads(expected) == {
+        "status": "healthy",
+        "timestamp": "2024-05-01T12:00:00.123Z",
+        "checks": {},
+        "duration_ms": 0.012,
+    }

@@ -571,3 +571,23 @@ def test_a_production_serve_log_is_json_line_by_line(
     else:
         assert len([e for e in server_lines if e.startswith("Started server process")]) >= 2, server_lines
         assert any(e.startswith("Started parent process") for e in server_lines)
+
+
+def test_json_lines_are_the_bytes_structlog_s_renderer_writes() -> None:
+    from taskman_plugins.logging.pipeline import LEADING_KEYS, JsonLineRenderer
+
+    event = {
+        "method": "GET",
+        "event": "request_completed",
+        "status_code": 200,
+        "duration_ms": 1.5,
+        "note": "caf\u00e9 \u2603",
+        "when": uuid.UUID(int=1),  # not JSON: structlog's fallback (repr) applies
+        "level": "info",
+        "timestamp": "2024-05-01T12:00:00Z",
+        "logger": "taskman.access",
+    }
+    line = JsonLineRenderer()(None, "info", dict(event))
+    assert list(json.loads(line))[:4] == list(LEADING_KEYS)
+    leading = {key: event[key] for key in LEADING_KEYS}
+    assert line == structlog.processors.JSONRenderer()(None, "info", {**leading, **event})

@@ -344,3 +344,25 @@ def test_disabling_redaction_removes_exactly_that(make_client: Client, logs: Lin
     assert events(lines, "dsn postgresql://app:s3cr3t-pw@db/app")
     (access,) = events(lines, "request_completed")
     assert access["request_id"] == "rid-plain" and access["status_code"] == 200
+
+
+def test_clean_texts_are_remembered_and_texts_with_secrets_never() -> None:
+    redactor = Redactor()
+    clean = {"event": "request_completed", "path": "/tasks/42", "user_agent": "curl/8.5"}
+    dirty = {"event": "x", "url": "https://app:pw@db/app?token=t0k3n"}
+    for _ in range(2):  # the second pass answers clean texts from memory: same result
+        assert redactor(None, "info", dict(clean)) == clean
+        assert redactor(None, "info", dict(dirty))["url"] == "https://app:***REDACTED***@db/app?token=***REDACTED***"
+    assert "/tasks/42" in redactor._clean and not any("pw" in text for text in redactor._clean)
+
+
+def test_the_memory_of_clean_texts_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskman_plugins.redaction import redactor as module
+
+    monkeypatch.setattr(module, "_CLEAN_LIMIT", 3)
+    redactor = Redactor()
+    for n in range(10):
+        redactor(None, "info", {"path": f"/tasks/{n}"})
+        assert len(redactor._clean) <= 3
+    redactor(None, "info", {"path": "x" * (module._CLEAN_MAX_LENGTH + 1)})
+    assert "x" * (module._CLEAN_MAX_LENGTH + 1) not in redactor._clean

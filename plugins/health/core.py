@@ -74,6 +74,14 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def healthy_without_checks(timestamp: datetime, duration_ms: float) -> bytes:
+    """The JSON of a report with no checks (liveness): a template, the same bytes as ``json.dumps``."""
+    return b'{"status":"healthy","timestamp":"%s","checks":{},"duration_ms":%s}' % (
+        rfc3339(timestamp).encode(),
+        repr(round(duration_ms, 3)).encode(),
+    )
+
+
 @attrs.frozen
 class CheckResult:
     """One check's outcome: ``status``, ``latency_ms`` and, when it is unhealthy, ``error``."""
@@ -117,10 +125,7 @@ class Report:
     def to_json(self, show_details: bool = True) -> bytes:
         """:meth:`as_dict` as compact JSON; without checks (liveness) a cheap template, same bytes."""
         if not self.checks:
-            return b'{"status":"healthy","timestamp":"%s","checks":{},"duration_ms":%s}' % (
-                rfc3339(self.timestamp).encode(),
-                repr(round(self.duration_ms, 3)).encode(),
-            )
+            return healthy_without_checks(self.timestamp, self.duration_ms)
         return json.dumps(self.as_dict(show_details), separators=(",", ":")).encode()
 
 
@@ -421,6 +426,12 @@ class HealthState:
     def liveness(self) -> Report:
         """The process answers: always healthy, no checks, no I/O."""
         return self._report(tuple)
+
+    def liveness_json(self) -> bytes:
+        """``liveness().to_json()`` without building the report: the liveness probe is the hot one."""
+        timestamp = self._now()
+        begin = self._clock()
+        return healthy_without_checks(timestamp, (self._clock() - begin) * 1000)
 
     def startup(self) -> Report:
         """Healthy once start-up completed, unhealthy before."""

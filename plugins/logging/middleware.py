@@ -15,6 +15,7 @@ import structlog
 #: The ``route`` of a request that matched no route (never the raw path: it may carry data).
 UNMATCHED_ROUTE = "<unmatched>"
 ACCESS_LOGGER = "taskman.access"
+_NOT_STARTED: tuple[None, dict[str, Any]] = (None, {})
 
 
 def access_fields(
@@ -47,28 +48,44 @@ class AccessLogMiddleware:
     """Outermost middleware: times the request, logs ``request_completed``, restores the log context."""
 
     def __init__(self) -> None:
-        # Asked for when the app is built, i.e. after taskman_configure.
-        self.log = structlog.get_logger(ACCESS_LOGGER)
+        # Built with the app, i.e. after taskman_configure.  ``bind()`` resolves
+        # structlog's lazy proxy now, so a request does not pay for it; the
+        # bound logger shares the pipeline's processor list and output, which
+        # configure_logging updates in place.
+        self.log = structlog.get_logger(ACCESS_LOGGER).bind()
 
     def process_request(self, req: Any, resp: Any) -> None:
         req.context.taskman_log = (time.perf_counter(), structlog.contextvars.get_contextvars())
 
     def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
-        started, outer_context = getattr(req.context, "taskman_log", (None, {}))
+        context = req.context
+        started, outer_context = getattr(context, "taskman_log", _NOT_STARTED)
         duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-        self.log.info(
-            "request_completed",
-            **access_fields(
+        request_id = getattr(context, "request_id", None)
+        # access_fields() inlined: this runs once per request.
+        if request_id:
+            self.log.info(
+                "request_completed",
                 method=req.method,
-                route=req.uri_template,
+                route=req.uri_template or UNMATCHED_ROUTE,
                 path=req.path,
                 status_code=resp.status_code,
-                duration_ms=duration,
+                duration_ms=round(duration, 3),
                 client_ip=req.remote_addr,
                 user_agent=req.user_agent,
-                request_id=getattr(req.context, "request_id", None),
-            ),
-        )
+                request_id=request_id,
+            )
+        else:
+            self.log.info(
+                "request_completed",
+                method=req.method,
+                route=req.uri_template or UNMATCHED_ROUTE,
+                path=req.path,
+                status_code=resp.status_code,
+                duration_ms=round(duration, 3),
+                client_ip=req.remote_addr,
+                user_agent=req.user_agent,
+            )
         # Nothing bound during the request outlives it.
         structlog.contextvars.clear_contextvars()
         if outer_context:

@@ -50,6 +50,9 @@ TRUSTED_KEYS = frozenset({"level", "logger", "app_name", "environment", "timesta
 MAX_DEPTH = 64
 
 _CACHE_LIMIT = 4096
+#: Clean strings a redactor remembers (see :meth:`Redactor._scrub_and_remember`), and the longest it keeps.
+_CLEAN_LIMIT = 4096
+_CLEAN_MAX_LENGTH = 512
 
 # Word segments of a key: acronyms (``API`` in ``APIKey``), capitalised or
 # lower-case words, digit runs.  Anything else separates segments.
@@ -145,6 +148,7 @@ class Redactor:
         self.terms = tuple(sorted({*DEFAULT_KEYS, *extra_keys}))
         self.replacement = replacement
         self.is_sensitive = KeyMatcher(self.terms)
+        self._clean: set[str] = set()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Redactor):
@@ -162,6 +166,7 @@ class Redactor:
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         matcher = self.is_sensitive
         known = matcher.cache
+        clean = self._clean
         for key, value in event_dict.items():  # only values change: safe while iterating
             if value is None or key in TRUSTED_KEYS:
                 continue
@@ -171,11 +176,28 @@ class Redactor:
             if sensitive:
                 event_dict[key] = self.replacement
             elif isinstance(value, str):
-                if self._may_hold_secrets(value):
-                    event_dict[key] = self._scrub(value)
+                if value not in clean:
+                    event_dict[key] = self._scrub_and_remember(value)
             elif isinstance(value, _CONTAINERS):
                 event_dict[key] = self._walk(value, 1)
         return event_dict
+
+    def _scrub_and_remember(self, text: str) -> str:
+        """:meth:`scrub`, remembering short texts found clean.
+
+        Most values of a log line recur from line to line (method, route,
+        path, user agent, client address), and scanning a string costs far
+        more than a set lookup.  Only clean texts are kept (never one that
+        held a secret), at most :data:`_CLEAN_LIMIT`, forgotten all at once
+        when full so that the set follows the traffic.
+        """
+        scrubbed = self._scrub(text) if self._may_hold_secrets(text) else text
+        if scrubbed is text and len(text) <= _CLEAN_MAX_LENGTH:
+            clean = self._clean
+            if len(clean) >= _CLEAN_LIMIT:
+                clean.clear()
+            clean.add(text)
+        return scrubbed
 
     # -- plain API -----------------------------------------------------------
 
