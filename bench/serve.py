@@ -1,0 +1,113 @@
+"""Serve one bench app the way ``taskman serve`` serves taskman: ``python -m bench.serve``.
+
+``taskman serve`` always loads ``taskman.asgi:app`` / ``taskman.wsgi:app``,
+built from installed plugins only; the bench needs other apps (the bare
+floor, taskman plus a plugin from ``bench/``), so this mirrors what
+``taskman.cli`` does around the server: build the app once in the parent
+(which configures logging and refuses pending migrations in production),
+run the ``taskman_serve`` hooks, then start uvicorn or gunicorn with the
+same settings (no server access log, server lines through the root
+logger when a plugin configured it, no gunicorn control socket).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from typing import Any
+
+from bench import apps
+
+
+def preflight(asgi: bool) -> None:
+    """What ``taskman serve`` does before the workers start, for a taskman app."""
+    from taskman import create_app
+    from taskman.app import AUTO_MIGRATE_ENVIRONMENTS, PendingMigrationsError
+
+    app: Any = create_app(asgi=asgi, plugins=apps.extra_plugins())
+    runtime = app.taskman
+    try:
+        migrations = runtime.migrations()
+        if migrations.runners:
+            if runtime.config.environment in AUTO_MIGRATE_ENVIRONMENTS:
+                migrations.apply()
+            elif pending := migrations.pending():
+                raise PendingMigrationsError(pending)
+    finally:
+        runtime.database.close_all()
+    runtime.plugins.serve(runtime.config, 1)
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def serve_uvicorn(port: int) -> None:
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    routed = bool(logging.getLogger().handlers)
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_cleanly)
+    uvicorn.run(
+        "bench.apps:asgi_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        lifespan="on",
+        access_log=False,
+        log_config=None if routed else LOGGING_CONFIG,
+        log_level="info",
+    )
+
+
+def serve_gunicorn(port: int) -> None:
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
+
+    class RootLogger(Logger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                for handler in [h for h in log.handlers if getattr(h, "_gunicorn", False)]:
+                    log.removeHandler(handler)
+            self.error_log.propagate = True
+
+    routed = bool(logging.getLogger().handlers)
+
+    class BenchGunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"127.0.0.1:{port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("accesslog", None)
+            self.cfg.set("proc_name", "taskman-bench")
+            if routed:
+                self.cfg.set("logger_class", RootLogger)
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
+
+        def load(self) -> Any:
+            return apps.wsgi_app()
+
+    BenchGunicorn().run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__)
+    parser.add_argument("--flavour", choices=("asgi", "wsgi"), required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    asgi = args.flavour == "asgi"
+    if os.environ.get(apps.APP_ENV, "bare") == "taskman":
+        preflight(asgi)
+    if asgi:
+        serve_uvicorn(args.port)
+    else:
+        serve_gunicorn(args.port)
+
+
+if __name__ == "__main__":
+    main()
