@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import statistics
 import tempfile
@@ -26,7 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import falcon.testing
-from taskman_plugins.tracker import listing
 
 import taskman
 from bench.machine import describe
@@ -93,10 +93,12 @@ def cursor_for_page(app: Any, page: int) -> str | None:
     if row is None:
         return None
     created_at = row[0] if isinstance(row[0], datetime.datetime) else datetime.datetime.fromisoformat(row[0])
+    # The plugin installs as taskman_plugins (mapped from plugins/), which type checkers do not follow.
+    listing: Any = importlib.import_module("taskman_plugins.tracker.listing")
     sort = [("created_at", False)]
     filters = {"project_id": "P-1", "status": "ready"}
     fingerprint = listing._fingerprint(sort, filters)
-    return listing.encode_cursor([created_at, row[1]], fingerprint)
+    return str(listing.encode_cursor([created_at, row[1]], fingerprint))
 
 
 def time_page(client: falcon.testing.TestClient, cursor: str | None, repeats: int) -> float:
