@@ -262,15 +262,15 @@ class ItemResource:
     def on_get(self, req: Any, resp: Any, **params: str) -> None:
         record_id = params[self.id_param]
         no_params(req)
-        record = self.collection.get(record_id)
+        record = self.collection.read(record_id)
         if_none_match = req.get_header("If-None-Match")
         if if_none_match is not None:
             named = versions(if_none_match)
-            if named is None or record.version in named:
+            if named is None or record["version"] in named:
                 resp.status = 304
-                resp.set_header("ETag", etag(record.version))
+                resp.set_header("ETag", etag(record["version"]))
                 return
-        send(resp, self.collection.render(record))
+        send(resp, record)
 
     @translating
     def on_patch(self, req: Any, resp: Any, **params: str) -> None:

@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 import peewee
 
-from .errors import Conflict, Invalid, PreconditionFailed, Problem
+from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Problem
 from .listing import ListDefinition, Page, list_page
 from .schemas import Resource
-from .store import Event, Store, check_version, get_or_404, render, update_versioned
+from .store import ANY_ID, Event, Store, check_version, get_or_404, read_rendered, render, update_versioned
 from .validation import parse_date, parse_date_time
 
 
@@ -35,6 +35,14 @@ class Collection:
 
     def get(self, record_id: str) -> Any:
         return get_or_404(self.model, record_id, self.label.capitalize())
+
+    def read(self, record_id: str) -> dict[str, Any]:
+        """The record's representation (what :meth:`render` gives for :meth:`get`), read the fast way."""
+        if ANY_ID.fullmatch(record_id):
+            found = read_rendered(self.resource, self.model, record_id)
+            if found is not None:
+                return found
+        raise NotFound(f"{self.label.capitalize()} {record_id} does not exist.")
 
     def page(self, params: Mapping[str, Any]) -> Page:
         return list_page(self.listing, params)

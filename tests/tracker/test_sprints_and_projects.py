@@ -180,3 +180,21 @@ def test_project_dates_and_validation(api: Api) -> None:
     assert "/status" in problem_pointers(api.post("/projects", {**body, "status": "archived"}))
     api.project(status="active", tags=["a"])
     assert api.patch("/projects/P-1", {"status": "paused", "tags": []}).json["tags"] == []
+
+
+def test_a_read_returns_exactly_what_the_write_returned(api: Api) -> None:
+    project = api.project(start_date="2026-11-01", target_end_date="2026-12-24", tags=["x"])
+    sprint = api.sprint(goal="ship", velocity_target_points=8.5)
+    task = api.task(due_at="2026-12-01T09:30:00+01:00", labels=["a"], estimate_points=2)
+    listed = api.created("/action-lists", {"title": "t", "due_date": "2026-12-02", "items": [{"text": "a"}]})
+    patched = api.patch("/tasks/T-1", {"summary": "s"}).json
+    for path, written in (
+        ("/projects/P-1", project),
+        ("/sprints/S-1", sprint),
+        ("/tasks/T-1", patched),
+        (f"/action-lists/{listed['id']}", listed),
+    ):
+        read = api.get(path)
+        assert read.json == written, path
+        assert read.headers["etag"] == f'"{written["version"]}"'
+    assert task["due_at"] == "2026-12-01T08:30:00.000000Z"
