@@ -63,29 +63,18 @@ class AccessLogMiddleware:
         duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
         request_id = getattr(context, "request_id", None)
         # access_fields() inlined: this runs once per request.
+        fields = {
+            "method": req.method,
+            "route": req.uri_template or UNMATCHED_ROUTE,
+            "path": req.path,
+            "status_code": resp.status_code,
+            "duration_ms": round(duration, 3),
+            "client_ip": req.remote_addr,
+            "user_agent": req.user_agent,
+        }
         if request_id:
-            self.log.info(
-                "request_completed",
-                method=req.method,
-                route=req.uri_template or UNMATCHED_ROUTE,
-                path=req.path,
-                status_code=resp.status_code,
-                duration_ms=round(duration, 3),
-                client_ip=req.remote_addr,
-                user_agent=req.user_agent,
-                request_id=request_id,
-            )
-        else:
-            self.log.info(
-                "request_completed",
-                method=req.method,
-                route=req.uri_template or UNMATCHED_ROUTE,
-                path=req.path,
-                status_code=resp.status_code,
-                duration_ms=round(duration, 3),
-                client_ip=req.remote_addr,
-                user_agent=req.user_agent,
-            )
+            fields["request_id"] = request_id
+        self.log.info("request_completed", **fields)
         # Nothing bound during the request outlives it.
         structlog.contextvars.clear_contextvars()
         if outer_context:
