@@ -19,6 +19,7 @@ import signal
 from typing import Any
 
 from bench import apps
+from taskman.cli import run_gunicorn
 
 
 def preflight(asgi: bool) -> None:
@@ -65,34 +66,7 @@ def serve_uvicorn(port: int) -> None:
 
 
 def serve_gunicorn(port: int) -> None:
-    from gunicorn.app.base import BaseApplication
-    from gunicorn.glogging import Logger
-
-    class RootLogger(Logger):  # type: ignore[misc]
-        def setup(self, cfg: Any) -> None:
-            super().setup(cfg)
-            for log in (self.error_log, self.access_log):
-                for handler in [h for h in log.handlers if getattr(h, "_gunicorn", False)]:
-                    log.removeHandler(handler)
-            self.error_log.propagate = True
-
-    routed = bool(logging.getLogger().handlers)
-
-    class BenchGunicorn(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"127.0.0.1:{port}")
-            self.cfg.set("workers", 1)
-            self.cfg.set("accesslog", None)
-            self.cfg.set("proc_name", "taskman-bench")
-            if routed:
-                self.cfg.set("logger_class", RootLogger)
-            if "control_socket_disable" in self.cfg.settings:
-                self.cfg.set("control_socket_disable", True)
-
-        def load(self) -> Any:
-            return apps.wsgi_app()
-
-    BenchGunicorn().run()
+    run_gunicorn("127.0.0.1", port, 1, load_app=apps.wsgi_app, proc_name="taskman-bench")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -248,6 +248,25 @@ def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:
 
 
 def _serve_gunicorn(host: str, port: int, workers: int, config: Config) -> None:
+    def load_app() -> Any:
+        # Imported in each worker after the fork: start-up runs once per worker.
+        from taskman.wsgi import app
+
+        return app
+
+    run_gunicorn(host, port, workers, load_app=load_app, graceful_timeout=config.server.graceful_timeout)
+
+
+def run_gunicorn(
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    load_app: Callable[[], Any],
+    graceful_timeout: float | None = None,
+    proc_name: str = "taskman",
+) -> None:
+    """Serve the WSGI app ``load_app()`` returns (called in each worker) under gunicorn, as ``taskman serve`` does."""
     from gunicorn.app.base import BaseApplication
     from gunicorn.glogging import Logger
 
@@ -262,17 +281,18 @@ def _serve_gunicorn(host: str, port: int, workers: int, config: Config) -> None:
             self.error_log.propagate = True
 
     # When a plugin configured logging (the root logger has a handler once
-    # _preflight built the app), gunicorn logs through it; forked workers
-    # inherit it.  Otherwise gunicorn's own console logging.
+    # the app was built), gunicorn logs through it; forked workers inherit
+    # it.  Otherwise gunicorn's own console logging.
     routed = bool(logging.getLogger().handlers)
 
     class TaskmanGunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("graceful_timeout", config.server.graceful_timeout)
+            if graceful_timeout is not None:
+                self.cfg.set("graceful_timeout", graceful_timeout)
             self.cfg.set("accesslog", None)
-            self.cfg.set("proc_name", "taskman")
+            self.cfg.set("proc_name", proc_name)
             if routed:
                 self.cfg.set("logger_class", RootLogger)
             if "control_socket_disable" in self.cfg.settings:
@@ -280,10 +300,7 @@ def _serve_gunicorn(host: str, port: int, workers: int, config: Config) -> None:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Any:
-            # Imported in each worker after the fork: start-up runs once per worker.
-            from taskman.wsgi import app
-
-            return app
+            return load_app()
 
     TaskmanGunicorn().run()
 
