@@ -17,6 +17,11 @@ from .store import check_version
 Items = list[dict[str, Any]]
 
 
+def action_item(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An item as stored: its text, and ``done`` (false unless given)."""
+    return {"text": body["text"], "done": bool(body.get("done", False))}
+
+
 def new_id() -> str:
     return "AL-" + secrets.token_urlsafe(15)  # 20 characters of [A-Za-z0-9_-]
 
@@ -50,8 +55,7 @@ class ActionLists(Collection):
     )
 
     def create(self, body: Mapping[str, Any]) -> Any:
-        items = [{"text": item["text"], "done": bool(item.get("done", False))} for item in body.get("items") or []]
-        return super().create({**body, "id": new_id(), "items": items})
+        return super().create({**body, "id": new_id()})
 
     def check_create(self, values: dict[str, Any]) -> None:
         self.check_merged(None, values)
@@ -71,7 +75,7 @@ class ActionLists(Collection):
 
     def parse(self, values: dict[str, Any]) -> dict[str, Any]:
         if values.get("items") is not None:
-            values["items"] = [{"text": i["text"], "done": bool(i.get("done", False))} for i in values["items"]]
+            values["items"] = [action_item(item) for item in values["items"]]
         return super().parse(values)
 
     def check_changes(self, record: Any, changes: dict[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import falcon
 from taskman.errors import ValidationProblem
 
 from . import idempotency
-from .action_lists import ActionLists, item_at, reorder
+from .action_lists import ActionLists, action_item, item_at, reorder
 from .errors import (
     BadQuery,
     Conflict,
@@ -369,7 +369,7 @@ class ItemOfListResource:
 
 def add_item(lists: ActionLists) -> Callable[..., Any]:
     def act(record_id: str, body: Any, if_match: frozenset[int] | None) -> Any:
-        item = {"text": body["text"], "done": bool(body.get("done", False))}
+        item = action_item(body)
         return lists.edit_items(record_id, lambda items: [*items, item], if_match)
 
     return act

@@ -254,11 +254,15 @@ def one_of(column: Any, allowed: Sequence[str]) -> Filter:
     return build
 
 
+def _text(value: str, max_length: int) -> str:
+    if not value or len(value) > max_length or "\x00" in value:
+        raise ValueError(f"must be 1 to {max_length} characters")
+    return value
+
+
 def equals(column: Any, max_length: int = 200) -> Filter:
     def build(value: str) -> Any:
-        if not value or len(value) > max_length or "\x00" in value:
-            raise ValueError(f"must be 1 to {max_length} characters")
-        return column == value
+        return column == _text(value, max_length)
 
     return build
 
@@ -309,9 +313,7 @@ def member_of(link_model: Any, link_column: Any, owner_column: Any, max_length: 
     """Rows whose list (labels, assignees) holds the value, through its indexed link table."""
 
     def build(value: str) -> Any:
-        if not value or len(value) > max_length or "\x00" in value:
-            raise ValueError(f"must be 1 to {max_length} characters")
-        linked = link_model.select(link_model.task).where(link_column == value)
+        linked = link_model.select(link_model.task).where(link_column == _text(value, max_length))
         return owner_column.in_(linked)
 
     return build
@@ -319,8 +321,7 @@ def member_of(link_model: Any, link_column: Any, owner_column: Any, max_length: 
 
 def text_search(*columns: Any) -> Filter:
     def build(value: str) -> Any:
-        if not value or len(value) > 200 or "\x00" in value:
-            raise ValueError("must be 1 to 200 characters")
-        return _or_all([column.contains(value) for column in columns])
+        text = _text(value, 200)
+        return _or_all([column.contains(text) for column in columns])
 
     return build

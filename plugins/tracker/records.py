@@ -9,7 +9,6 @@ queues its events, which fire only once the transaction has committed.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -17,8 +16,8 @@ import peewee
 
 from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Problem
 from .listing import ListDefinition, Page, list_page
-from .schemas import Resource
-from .store import ANY_ID, Event, Store, check_version, get_or_404, read_rendered, render, update_versioned
+from .schemas import Field, Resource
+from .store import Event, Store, check_version, get_or_404, read_rendered, render, require_possible_id, update_versioned
 from .validation import parse_date, parse_date_time
 
 
@@ -27,6 +26,13 @@ class Collection:
     model: ClassVar[Any]
     label: ClassVar[str]  # "task": names the record in messages and events
     listing: ClassVar[ListDefinition]
+
+    #: The resource's fields by name, worked out once per collection class.
+    _fields: ClassVar[dict[str, Field]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._fields = {f.name: f for f in cls.resource.fields}
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -38,11 +44,12 @@ class Collection:
 
     def read(self, record_id: str) -> dict[str, Any]:
         """The record's representation (what :meth:`render` gives for :meth:`get`), read the fast way."""
-        if ANY_ID.fullmatch(record_id):
-            found = read_rendered(self.resource, self.model, record_id)
-            if found is not None:
-                return found
-        raise NotFound(f"{self.label.capitalize()} {record_id} does not exist.")
+        label = self.label.capitalize()
+        require_possible_id(record_id, label)
+        found = read_rendered(self.resource, self.model, record_id)
+        if found is None:
+            raise NotFound(f"{label} {record_id} does not exist.")
+        return found
 
     def page(self, params: Mapping[str, Any]) -> Page:
         return list_page(self.listing, params)
@@ -111,9 +118,10 @@ class Collection:
     def parse(self, values: dict[str, Any]) -> dict[str, Any]:
         """Turn the body's values into what the columns hold (the schema already checked their form)."""
         for name, value in values.items():
-            if name not in self._field_names or value is None:
+            field = self._fields.get(name)
+            if field is None or value is None:
                 continue
-            schema = self.resource.field(name).schema
+            schema = field.schema
             if schema.get("format") == "date":
                 values[name] = parse_date(value)
             elif schema.get("format") == "date-time":
@@ -121,10 +129,6 @@ class Collection:
             elif schema.get("type") == "number":
                 values[name] = float(value)  # as the float column will hand it back
         return values
-
-    @property
-    def _field_names(self) -> set[str]:
-        return {f.name for f in self.resource.fields}
 
     def check_create(self, values: dict[str, Any]) -> None:
         self.check_merged(None, values)
@@ -179,7 +183,3 @@ def reference(model: Any, record_id: str | None, pointer: str, label: str) -> An
 
 def sum_points(values: list[Any]) -> float:
     return float(sum(v for v in values if v is not None))
-
-
-def day_end(day: datetime.date) -> datetime.datetime:
-    return datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time())

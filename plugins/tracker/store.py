@@ -40,6 +40,15 @@ def iso_date(value: datetime.date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def present(value: Any, fmt: str | None) -> Any:
+    """A column's value as the API shows it: dates and date-times (by their schema ``format``) as text."""
+    if fmt == "date-time":
+        return rfc3339(value)
+    if fmt == "date":
+        return iso_date(value)
+    return value
+
+
 class Store:
     """The database and the event sink a tracker service works with."""
 
@@ -80,8 +89,7 @@ class Store:
 
     def lock(self, model: Any, record_id: str, label: str) -> Any:
         """Read a record for update: on PostgreSQL the row stays locked until the transaction ends."""
-        if not ANY_ID.fullmatch(record_id):
-            raise NotFound(f"{label} {record_id!r} does not exist.")
+        require_possible_id(record_id, label)
         record = by_id(model, record_id, for_update=self.is_postgres)
         if record is None:
             raise NotFound(f"{label} {record_id} does not exist.")
@@ -90,6 +98,12 @@ class Store:
     def read(self) -> Any:
         """A read transaction, so a response is built from one consistent snapshot."""
         return getattr(self.database, "obj", self.database).atomic()
+
+
+def _database_of(model: Any) -> Any:
+    """The database behind ``model``'s proxy: its class is the dialect a cached statement was built for."""
+    database = model._meta.database
+    return getattr(database, "obj", database)
 
 
 _BY_ID: dict[tuple[Any, type, bool], tuple[str, Any]] = {}
@@ -101,8 +115,7 @@ def by_id(model: Any, record_id: str, *, for_update: bool = False) -> Any:
     peewee renders a query's SQL anew on every execution, which costs more
     than the query itself for a single-row read.
     """
-    database = model._meta.database
-    target = getattr(database, "obj", database)
+    target = _database_of(model)
     key = (model, type(target), for_update)
     compiled = _BY_ID.get(key)
     if compiled is None:
@@ -127,8 +140,7 @@ def read_rendered(resource: Resource, model: Any, record_id: str) -> dict[str, A
     query plus one pass over the row (peewee's model rows cost more than the
     query itself here).
     """
-    database = model._meta.database
-    target = getattr(database, "obj", database)
+    target = _database_of(model)
     key = (model, type(target))
     reader = _READERS.get(key)
     if reader is None:
@@ -145,12 +157,7 @@ def read_rendered(resource: Resource, model: Any, record_id: str) -> dict[str, A
         return None
     out: dict[str, Any] = {}
     for (name, convert, fmt), raw in zip(plan, row, strict=True):
-        value = None if raw is None else convert(raw)
-        if fmt == "date-time":
-            value = rfc3339(value)
-        elif fmt == "date":
-            value = iso_date(value)
-        out[name] = value
+        out[name] = present(None if raw is None else convert(raw), fmt)
     return out
 
 
@@ -158,9 +165,14 @@ def read_rendered(resource: Resource, model: Any, record_id: str) -> dict[str, A
 ANY_ID = re.compile(r"[A-Z]{1,2}-[A-Za-z0-9_-]{1,47}")
 
 
-def get_or_404(model: Any, record_id: str, label: str) -> Any:
+def require_possible_id(record_id: str, label: str) -> None:
+    """404 for an id no record can have, before any query."""
     if not ANY_ID.fullmatch(record_id):
         raise NotFound(f"{label} {record_id!r} does not exist.")
+
+
+def get_or_404(model: Any, record_id: str, label: str) -> Any:
+    require_possible_id(record_id, label)
     record = by_id(model, record_id)
     if record is None:
         raise NotFound(f"{label} {record_id} does not exist.")
@@ -193,10 +205,5 @@ def render(resource: Resource, record: Any) -> dict[str, Any]:
     data = record.__data__
     for field in resource.fields:
         value = data.get(field.name if field.name in data else field.name.removesuffix("_id"))
-        fmt = field.schema.get("format")
-        if fmt == "date-time":
-            value = rfc3339(value)
-        elif fmt == "date":
-            value = iso_date(value)
-        out[field.name] = value
+        out[field.name] = present(value, field.schema.get("format"))
     return out
