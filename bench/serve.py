@@ -13,13 +13,11 @@ logger when a plugin configured it, no gunicorn control socket).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 from typing import Any
 
 from bench import apps
-from taskman.cli import run_gunicorn
+from taskman.cli import run_gunicorn, run_uvicorn
 
 
 def preflight(asgi: bool) -> None:
@@ -41,28 +39,8 @@ def preflight(asgi: bool) -> None:
     runtime.plugins.serve(runtime.config, 1)
 
 
-def _exit_cleanly(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
-
-
 def serve_uvicorn(port: int) -> None:
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
-
-    routed = bool(logging.getLogger().handlers)
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, _exit_cleanly)
-    uvicorn.run(
-        "bench.apps:asgi_app",
-        factory=True,
-        host="127.0.0.1",
-        port=port,
-        workers=1,
-        lifespan="on",
-        access_log=False,
-        log_config=None if routed else LOGGING_CONFIG,
-        log_level="info",
-    )
+    run_uvicorn("bench.apps:asgi_app", "127.0.0.1", port, 1, factory=True)
 
 
 def serve_gunicorn(port: int) -> None:

@@ -218,11 +218,24 @@ def _exit_cleanly(signum: int, frame: Any) -> None:
 
 
 def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:
+    run_uvicorn("taskman.asgi:app", host, port, workers, graceful_timeout=config.server.graceful_timeout)
+
+
+def run_uvicorn(
+    app: str,
+    host: str,
+    port: int,
+    workers: int,
+    *,
+    factory: bool = False,
+    graceful_timeout: int | None = None,
+) -> None:
+    """Serve the ASGI app named ``app`` (``module:attribute``) under uvicorn, as ``taskman serve`` does."""
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
     # When a plugin configured logging (the root logger has a handler once
-    # _preflight built the app), uvicorn leaves logging alone: its loggers
+    # the app was built), uvicorn leaves logging alone: its loggers
     # propagate to that handler here and in each worker, where importing the
     # app runs taskman_configure before uvicorn logs anything.  Otherwise
     # uvicorn's own console logging.
@@ -235,14 +248,15 @@ def _serve_uvicorn(host: str, port: int, workers: int, config: Config) -> None:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _exit_cleanly)
     uvicorn.run(
-        "taskman.asgi:app",
+        app,
+        factory=factory,
         host=host,
         port=port,
         workers=workers,
         lifespan="on",
         access_log=False,  # one access line per request comes from the logging plugin
         log_config=None if routed else LOGGING_CONFIG,
-        timeout_graceful_shutdown=config.server.graceful_timeout,
+        timeout_graceful_shutdown=graceful_timeout,
         log_level="info",
     )
 
@@ -263,7 +277,7 @@ def run_gunicorn(
     workers: int,
     *,
     load_app: Callable[[], Any],
-    graceful_timeout: float | None = None,
+    graceful_timeout: int | None = None,
     proc_name: str = "taskman",
 ) -> None:
     """Serve the WSGI app ``load_app()`` returns (called in each worker) under gunicorn, as ``taskman serve`` does."""
