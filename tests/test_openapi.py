@@ -664,7 +664,9 @@ def test_schemathesis_against_a_live_server(
         f"--checks={checks}",
         "--max-examples=25",
         "--seed=1",
-        "--workers=2",
+        # One worker: schemathesis parses schemas with `ast` in each worker thread, and concurrent parsing
+        # hits a CPython race ("AST constructor recursion depth mismatch") that fails the run at random.
+        "--workers=1",
         "--request-timeout=10",
         "--report=junit",
         f"--report-dir={tmp_path / 'schemathesis'}",
