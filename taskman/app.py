@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import inspect
 import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,7 +25,7 @@ import falcon
 import falcon.asgi
 
 from taskman import errors
-from taskman.asgi_adapters import MIDDLEWARE_METHODS, adapt_middleware, adapt_resource
+from taskman.asgi_adapters import MIDDLEWARE_METHODS, RESPONDER_PREFIX, adapt_middleware, adapt_resource, is_nonblocking
 from taskman.config import Config, load_config
 from taskman.db import UNAVAILABLE_ERRORS, PooledDatabase, database, make_database, release_connection
 from taskman.migrations import Migrations
@@ -195,7 +196,41 @@ def _route_key(template: str) -> str:
     return re.sub(r"\{[^}]*\}", "{}", template.rstrip("/") or "/")
 
 
-def _add_routes(app: falcon.App, routes: Iterable[RouteContribution], plugins: Plugins, asgi: bool) -> None:  # type: ignore[type-arg]
+def wrap_responders(resource: object, wrappers: Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]]) -> object:
+    """Return ``resource`` with every blocking sync responder decorated by ``wrappers`` (outermost first).
+
+    Coroutine responders and ``nonblocking`` ones are left alone: the
+    decorators are for work that holds a thread.  The result is a stand-in
+    object with the same responders (and the original as ``wrapped``), so
+    the plugin's resource itself is never changed.
+    """
+    if not wrappers or is_nonblocking(resource):
+        return resource
+    names = [n for n in dir(resource) if n.startswith(RESPONDER_PREFIX) and callable(getattr(resource, n))]
+    blocking = [
+        n
+        for n in names
+        if not inspect.iscoroutinefunction(getattr(resource, n)) and not is_nonblocking(getattr(resource, n))
+    ]
+    if not blocking:
+        return resource
+    namespace: dict[str, Any] = {"wrapped": resource, "__getattr__": lambda self, name: getattr(resource, name)}
+    for name in names:
+        responder = getattr(resource, name)
+        if name in blocking:
+            for wrapper in reversed(wrappers):
+                responder = wrapper(responder)
+        namespace[name] = staticmethod(responder)
+    return type(type(resource).__name__, (), namespace)()
+
+
+def _add_routes(
+    app: falcon.App,  # type: ignore[type-arg]
+    routes: Iterable[RouteContribution],
+    plugins: Plugins,
+    asgi: bool,
+    wrappers: Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]] = (),
+) -> None:
     owners: dict[str, RouteContribution] = {}
     for route in routes:
         key = _route_key(route.uri_template)
@@ -207,7 +242,8 @@ def _add_routes(app: falcon.App, routes: Iterable[RouteContribution], plugins: P
                 f"({plugins.distribution_of(route.plugin)})"
             )
         owners[key] = route
-        resource = adapt_resource(route.resource) if asgi else route.resource
+        resource = wrap_responders(route.resource, wrappers)
+        resource = adapt_resource(resource) if asgi else resource
         try:
             app.add_route(route.uri_template, resource, **route.kwargs)
         except Exception as exc:
@@ -257,7 +293,8 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
     app.taskman = runtime
     runtime.app = app
     errors.install(app, asgi=asgi, retry_after=config.database.retry_after, unavailable=UNAVAILABLE_ERRORS)
-    _add_routes(app, registry.routes(config), registry, asgi)
+    wrappers = [wrapper for _, wrapper in registry.responder_wrappers(config)]
+    _add_routes(app, registry.routes(config), registry, asgi, wrappers)
     if config.database.echo_sql:
         logging.getLogger("peewee").setLevel(logging.DEBUG)
     return app

@@ -10,7 +10,7 @@ needs to know whether it runs under WSGI or ASGI.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,9 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 #: A route contribution: ``(uri_template, resource)`` or
 #: ``(uri_template, resource, add_route_kwargs)`` (for example ``{"suffix": "item"}``).
 Route = tuple[str, object] | tuple[str, object, dict[str, Any]]
+
+#: A responder decorator: takes a sync responder ``(req, resp, **params)`` and returns one with the same signature.
+ResponderWrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 @hookspec
@@ -55,6 +58,11 @@ def taskman_routes(config: Config) -> Sequence[Route] | None:
 @hookspec
 def taskman_middleware(config: Config) -> Sequence[object] | None:
     """Return middleware objects; plain sync middleware works under both flavours."""
+
+
+@hookspec
+def taskman_responder_wrappers(config: Config) -> Sequence[ResponderWrapper] | None:
+    """Return decorators the core applies to every sync responder that may block (a time limit, for example)."""
 
 
 @hookspec

@@ -226,6 +226,21 @@ class Plugins:
             for mw in result or ()
         ]
 
+    def responder_wrappers(self, config: Any) -> list[tuple[str, Any]]:
+        """Every contributed responder decorator, outermost first, with the plugin that gave it."""
+        wrappers = []
+        for plugin, result in self.call_each("taskman_responder_wrappers", config=config):
+            for wrapper in result or ():
+                if not callable(wrapper):
+                    raise PluginError(
+                        plugin,
+                        self.distribution_of(plugin),
+                        f"{wrapper!r} is not callable",
+                        "taskman_responder_wrappers",
+                    )
+                wrappers.append((plugin, wrapper))
+        return wrappers
+
     def startup(self, app: Any, config: Any) -> None:
         self.call_each("taskman_startup", app=app, config=config)
 

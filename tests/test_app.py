@@ -13,6 +13,7 @@ import pytest
 
 import taskman
 from taskman import hookimpl
+from taskman.app import wrap_responders
 from taskman.db import database
 from taskman.errors import PROBLEM_CONTENT_TYPE
 from taskman.plugins import PluginError
@@ -278,3 +279,75 @@ def test_context_variables_reach_sync_responders(make_client: Client) -> None:
     """Log and trace context set by middleware must be visible in thread-pool responders."""
     client = make_client(plugins=(ContextPlugin(),))
     assert client.simulate_get("/whoami").json == {"user": "ada"}
+
+
+# -- responder wrappers --------------------------------------------------------
+
+
+class ThreadRecorder:
+    """Records where each responder ran, and whether a wrapper saw it."""
+
+    def on_get(self, req: Any, resp: Any) -> None:
+        resp.media = {"thread": threading.get_ident(), "wrapped_by": getattr(req.context, "wrapped_by", [])}
+
+    @taskman.nonblocking
+    def on_head(self, req: Any, resp: Any) -> None:
+        resp.set_header("X-Wrapped-By", ",".join(getattr(req.context, "wrapped_by", [])))
+
+
+def tagging(tag: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def wrapper(responder: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(req: Any, resp: Any, **params: Any) -> Any:
+            req.context.wrapped_by = [*getattr(req.context, "wrapped_by", []), tag]
+            req.context.wrapper_thread = threading.get_ident()
+            return responder(req, resp, **params)
+
+        return wrapped
+
+    return wrapper
+
+
+class WrappingPlugin:
+    taskman_plugin_name = "wrapping"
+
+    @taskman.hookimpl
+    def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
+        return [("/recorded", ThreadRecorder())]
+
+    @taskman.hookimpl
+    def taskman_responder_wrappers(self, config: Any) -> list[Any]:
+        return [tagging("outer"), tagging("inner")]
+
+
+def test_responder_wrappers_decorate_blocking_responders_outermost_first(make_client: Client) -> None:
+    client = make_client(plugins=(WrappingPlugin(),))
+    assert client.simulate_get("/recorded").json["wrapped_by"] == ["outer", "inner"]
+    # nonblocking responders run on the event loop: a decorator made for threads must not touch them.
+    assert client.simulate_head("/recorded").headers["X-Wrapped-By"] == ""
+
+
+def test_responder_wrappers_leave_coroutine_responders_and_the_resource_alone() -> None:
+    class Mixed:
+        def on_get(self, req: Any, resp: Any) -> None: ...
+
+        async def on_put(self, req: Any, resp: Any) -> None: ...
+
+    resource = Mixed()
+    stand_in: Any = wrap_responders(resource, [tagging("t")])
+    assert stand_in.wrapped is resource
+    assert stand_in.on_put == resource.on_put
+    assert stand_in.on_get != resource.on_get
+    assert Mixed.on_get is not None and "on_get" not in vars(resource)  # the plugin's object is untouched
+    assert wrap_responders(resource, []) is resource
+
+
+def test_a_wrapper_that_is_not_callable_names_its_plugin(make_config: Any) -> None:
+    class Broken:
+        taskman_plugin_name = "broken_wrapper"
+
+        @taskman.hookimpl
+        def taskman_responder_wrappers(self, config: Any) -> list[Any]:
+            return ["not a function"]
+
+    with pytest.raises(PluginError, match="broken_wrapper"):
+        taskman.create_app(make_config(plugins=(Broken(),)), plugins=(Broken(),))
