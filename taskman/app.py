@@ -56,6 +56,28 @@ class RouteConflictError(StartupError):
     pass
 
 
+#: Plugins that guard the whole app: switching one off in production also needs
+#: its opt-out flag set explicitly (as pytest's core names its essential plugins).
+SAFEGUARDS: dict[str, str] = {"auth": "allow_anonymous"}
+SAFEGUARDED_ENVIRONMENTS = frozenset({"production"})
+
+
+class SafeguardError(StartupError):
+    pass
+
+
+def check_safeguards(config: Config) -> None:
+    """Refuse a production app with a safeguard plugin disabled, unless its opt-out flag says so."""
+    if config.environment not in SAFEGUARDED_ENVIRONMENTS:
+        return
+    for plugin, flag in SAFEGUARDS.items():
+        if plugin in config.plugins.disable and not config.disabled_flag(plugin, flag):
+            raise SafeguardError(
+                f"plugin {plugin!r} is disabled in {config.environment}; set "
+                f"APP_{plugin.upper()}__{flag.upper()}=true to run without it on purpose"
+            )
+
+
 class _ConnectionMiddleware:
     """Return the request thread's database connection to the pool, also after errors (WSGI)."""
 
@@ -260,6 +282,7 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
     extra = list(plugins)
     if config is None:
         config = load_config(extra_plugins=extra)
+    check_safeguards(config)
     registry = Plugins.discover(config.plugins.disable, extra)
     registry.configure(config)
     db = make_database(config.database)

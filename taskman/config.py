@@ -130,6 +130,16 @@ class Config:
     sections: Mapping[str, Any] = attrs.field(factory=dict)
     sources: Mapping[str, str] = attrs.field(factory=dict)
     file: Path | None = None
+    #: Raw, unvalidated values given for the sections of disabled plugins (``{section: {key: value}}``).
+    disabled_sections: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+
+    def disabled_flag(self, section: str, key: str) -> bool:
+        """A boolean given for a disabled plugin's section (false when absent or not a boolean)."""
+        value = self.disabled_sections.get(section, {}).get(key)
+        try:
+            return bool(coerce(value, bool, from_env=isinstance(value, str)))
+        except ValueError:
+            return False
 
     @property
     def environment(self) -> str:
@@ -324,12 +334,14 @@ def build_config(
     # raw[section][key] = (value, source, from_env)
     raw: dict[str, dict[str, tuple[Any, str, bool]]] = {name: {} for name in known}
     problems: list[Problem] = []
-    ignored = frozenset(ignored)  # sections of disabled plugins: accepted, unused
+    ignored = frozenset(ignored)  # sections of disabled plugins: accepted, unused (kept raw for safeguards)
+    ignored_values: dict[str, dict[str, Any]] = {}
 
     def take(data: Mapping[str, Any], source: str) -> None:
         for key, value in data.items():
             if isinstance(value, Mapping):
                 if key in ignored and key not in known:
+                    ignored_values.setdefault(key, {}).update(value)
                     continue
                 if key not in known or key == ROOT:
                     problems.append(Problem(f"[{key}]", source, "unknown section"))
@@ -356,7 +368,7 @@ def build_config(
         elif len(path) == 2 and path[0] in fields and path[0] != ROOT and path[1] in fields[path[0]]:
             raw[path[0]][path[1]] = (value, source, True)
         elif len(path) >= 2 and path[0] in ignored and path[0] not in known:
-            continue
+            ignored_values.setdefault(path[0], {})[ENV_NESTING.join(path[1:])] = value
         else:
             problems.append(Problem(var, "environment", "unknown setting"))
     if overrides:
@@ -392,6 +404,7 @@ def build_config(
         sections=built,
         sources=sources,
         file=file,
+        disabled_sections=ignored_values,
     )
 
 

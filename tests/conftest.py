@@ -19,6 +19,7 @@ import pytest
 import taskman
 from taskman.config import Config, load_config
 from taskman.db import is_sqlite_url
+from tests.helpers import TEST_ENVIRON
 from tests.servers import ServerLauncher
 
 POSTGRES_URL = os.environ.get("TASKMAN_TEST_DATABASE_URL", "")
@@ -85,7 +86,7 @@ def make_config(database_url: str) -> Callable[..., Config]:
         overrides = overrides or {}
         merged: dict[str, Any] = {"environment": "testing", **overrides}
         merged["database"] = {"url": database_url, **overrides.get("database", {})}
-        return load_config(environ=environ or {}, overrides=merged, extra_plugins=plugins)
+        return load_config(environ={**TEST_ENVIRON, **(environ or {})}, overrides=merged, extra_plugins=plugins)
 
     return make
 
@@ -165,4 +166,4 @@ def database_for(url: str) -> peewee.Database:
     return make_database(DatabaseSettings(url=url))
 
 
-__all__ = ["POSTGRES_URL", "database_for", "disabling", "is_sqlite_url"]
+__all__ = ["POSTGRES_URL", "TEST_ENVIRON", "database_for", "disabling", "is_sqlite_url"]

@@ -19,6 +19,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 CLI_TIMEOUT = 60.0
 
+#: Settings every test app starts from (a test's own ``environ`` wins): requests
+#: without a token may do anything and no test of another concern meets a rate
+#: limit.  The auth and ratelimit plugins' own tests set their own values.
+TEST_ENVIRON = {
+    "APP_AUTH__ALLOW_ANONYMOUS": "true",
+    "APP_AUTH__ANONYMOUS_SCOPES": "read,write,admin",
+    "APP_RATELIMIT__READS": "1000000/minute",
+    "APP_RATELIMIT__WRITES": "1000000/minute",
+}
+
 
 def pip(*args: str) -> None:
     """Run this environment's pip quietly; if it fails, fail the test with pip's output."""
@@ -51,6 +61,7 @@ def taskman_command() -> list[str]:
 def subprocess_env(pythonpath: Sequence[Path], extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test's environment (``APP_*`` already removed by conftest) with ``PYTHONPATH`` set to ``pythonpath``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    env.update(TEST_ENVIRON)
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
     env.update(extra or {})
     return env

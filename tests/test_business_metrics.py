@@ -49,7 +49,7 @@ def _single_process_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def make_config(make_config: Callable[..., Any]) -> Callable[..., Any]:
     """Without the tracker (see WITHOUT_TRACKER)."""
-    return disabling(make_config, "tracker")
+    return disabling(make_config, "tracker", "auth")
 
 
 def make_tasks_table(db: peewee.Database, name: str = "task", column: str = "status") -> Any:

@@ -144,7 +144,7 @@ def test_check_exit_codes_say_what_failed(database_url: str, notes_plugin: Path)
 
 
 def test_migrate_apply_status_rollback(database_url: str, notes_plugin: Path) -> None:
-    env = {"APP_PLUGINS__DISABLE": "tracker"}  # the notes plugin's migrations alone
+    env = {"APP_PLUGINS__DISABLE": "tracker,auth"}  # the notes plugin's migrations alone
     status = run("migrate", "status", database_url=database_url, env=env)
     assert "notes:0001_create_notes" in status.stdout and "pending" in status.stdout
     applied = run("migrate", database_url=database_url, env=env)
@@ -175,7 +175,10 @@ def test_serve_refuses_pending_migrations_in_production(database_url: str, notes
     result = run("serve", env={"APP_ENVIRONMENT": "production"}, database_url=database_url)
     assert result.exit_code != 0
     (line,) = result.stderr.strip().splitlines()
-    assert "3 migration(s) pending (notes:0001_create_notes, notes:0002_add_done, tracker:0001_initial)" in line
+    assert (
+        "4 migration(s) pending (auth:0001_tokens, notes:0001_create_notes, notes:0002_add_done, tracker:0001_initial)"
+        in line
+    )
     assert "taskman migrate" in line
 
 

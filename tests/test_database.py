@@ -23,7 +23,7 @@ Client = Callable[..., falcon.testing.TestClient]
 @pytest.fixture
 def make_config(make_config: Callable[..., Any]) -> Callable[..., Any]:
     """Without the tracker: these apps start on unreachable or missing databases, where it could not migrate."""
-    return disabling(make_config, "tracker")
+    return disabling(make_config, "tracker", "auth")
 
 
 def test_sqlite_urls() -> None:

@@ -89,7 +89,7 @@ class CountingCheck:
 @pytest.fixture
 def make_config(make_config: Callable[..., Any]) -> Callable[..., Any]:
     """Without the tracker: its pending migration would stop start-up in the production-like environments here."""
-    return disabling(make_config, "tracker")
+    return disabling(make_config, "tracker", "auth")
 
 
 def settled(check: Callable[[], Any]) -> Callable[[], Any]:

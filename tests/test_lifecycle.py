@@ -109,11 +109,12 @@ import json, os, sys
 import falcon.testing
 import taskman
 from taskman.config import load_config
+from tests.helpers import TEST_ENVIRON
 from tests.sample_plugins import EchoPlugin, LifecyclePlugin
 
 probe = LifecyclePlugin()
 plugins = (probe, EchoPlugin())
-config = load_config(environ={}, overrides={"environment": "testing", "database": {"url": sys.argv[1]}},
+config = load_config(environ=TEST_ENVIRON, overrides={"environment": "testing", "database": {"url": sys.argv[1]}},
                      extra_plugins=plugins)
 app = taskman.create_app(config, asgi=False, plugins=plugins)
 taskman.start(app)

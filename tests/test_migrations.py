@@ -93,7 +93,7 @@ class MigratingPlugin:
 @pytest.fixture
 def make_config(make_config: Callable[..., Any]) -> Callable[..., Any]:
     """Without the tracker: its own migration would be pending beside these tests' sample plugins."""
-    return disabling(make_config, "tracker")
+    return disabling(make_config, "tracker", "auth")
 
 
 @pytest.fixture

@@ -95,9 +95,10 @@ def test_middleware_runs_in_alphabetical_plugin_order(make_config: Callable[...,
     plugins = Plugins.discover(extra=[zeta, alpha])
     order = [name for name, _ in plugins.middleware(make_config())]
     # The built-ins that ask for tryfirst (logging, request_id...) wrap everything
-    # else, in name order among themselves; the rest follow in name order.
-    assert order[-2:] == ["alpha", "zeta"]
-    assert order.index("logging") < order.index("request_id") < order.index("alpha")
+    # else, in name order among themselves; the rest follow in name order, then
+    # those that ask for trylast (limits, ratelimit: they may refuse a request early).
+    assert order.index("logging") < order.index("request_id") < order.index("alpha") < order.index("zeta")
+    assert order.index("auth") < order.index("zeta") < min(order.index("limits"), order.index("ratelimit"))
 
 
 def test_middleware_without_methods_is_a_named_error(make_config: Callable[..., Any]) -> None:

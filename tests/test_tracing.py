@@ -554,10 +554,11 @@ import falcon.testing
 import taskman
 from taskman.config import load_config
 from taskman_plugins import tracing
+from tests.helpers import TEST_ENVIRON
 from tests.sample_plugins import EchoPlugin
 
 plugins = (EchoPlugin(),)
-environ = {"APP_TRACING__OTLP_ENDPOINT": sys.argv[2]}
+environ = {**TEST_ENVIRON, "APP_TRACING__OTLP_ENDPOINT": sys.argv[2]}
 config = load_config(environ=environ, overrides={"environment": "testing", "database": {"url": sys.argv[1]}},
                      extra_plugins=plugins)
 app = taskman.create_app(config, asgi=False, plugins=plugins)

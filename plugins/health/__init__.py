@@ -150,7 +150,7 @@ def taskman_routes(config: Any) -> list[tuple[str, object]]:
         show_details=settings.details_shown(config.environment),
     )
     _states.add(config, state)
-    return resources.routes(state)
+    return resources.routes(state, settings.details_for_tokens(config.environment))
 
 
 @hookimpl(trylast=True)
@@ -190,6 +190,17 @@ def taskman_health_checks(config: Any) -> dict[str, CheckFunc]:
     runtime = _collecting_for.get()
     db = runtime.database if runtime is not None else taskman_db.database
     return {"database": DatabaseCheck(db)}
+
+
+@hookimpl
+def taskman_access(config: Any) -> dict[str, str]:
+    """For the auth plugin: probes need no token; readiness shows details to a token holder (``show_details``)."""
+    return {
+        resources.LIVE_PATH: "public",
+        resources.STARTUP_PATH: "public",
+        resources.READY_PATH: "optional",
+        resources.LEGACY_PATH: "optional",
+    }
 
 
 @hookimpl

@@ -27,11 +27,14 @@ def render(resp: Any, report: Report, show_details: bool) -> None:
 
 
 class _Probe:
-    def __init__(self, state: HealthState) -> None:
+    def __init__(self, state: HealthState, details_for_tokens: bool = False) -> None:
         self.state = state
+        # Details for a caller the auth plugin identified (``req.context.auth``), when set so.
+        self.details_for_tokens = details_for_tokens
 
-    def _answer(self, resp: Any, report: Callable[[], Report]) -> None:
-        render(resp, report(), self.state.show_details)
+    def _answer(self, req: Any, resp: Any, report: Callable[[], Report]) -> None:
+        show = self.state.show_details or (self.details_for_tokens and getattr(req.context, "auth", None) is not None)
+        render(resp, report(), show)
 
 
 class LiveResource(_Probe):
@@ -50,7 +53,7 @@ class ReadyResource(_Probe):
     """``GET /health/ready``: the checks, 503 before start-up completed and once draining."""
 
     def on_get(self, req: Any, resp: Any) -> None:
-        self._answer(resp, self.state.readiness)
+        self._answer(req, resp, self.state.readiness)
 
 
 class StartupResource(_Probe):
@@ -58,22 +61,22 @@ class StartupResource(_Probe):
 
     @nonblocking
     def on_get(self, req: Any, resp: Any) -> None:
-        self._answer(resp, self.state.startup)
+        self._answer(req, resp, self.state.startup)
 
 
 class LegacyResource(_Probe):
     """``GET /health``: deprecated; readiness with ``Deprecation`` and a ``Link`` to its successor."""
 
     def on_get(self, req: Any, resp: Any) -> None:
-        self._answer(resp, self.state.readiness)
+        self._answer(req, resp, self.state.readiness)
         resp.set_header("Deprecation", "true")
         resp.set_header("Link", f'<{READY_PATH}>; rel="successor-version"')
 
 
-def routes(state: HealthState) -> list[tuple[str, object]]:
+def routes(state: HealthState, details_for_tokens: bool = False) -> list[tuple[str, object]]:
     return [
         (LIVE_PATH, LiveResource(state)),
-        (READY_PATH, ReadyResource(state)),
+        (READY_PATH, ReadyResource(state, details_for_tokens)),
         (STARTUP_PATH, StartupResource(state)),
-        (LEGACY_PATH, LegacyResource(state)),
+        (LEGACY_PATH, LegacyResource(state, details_for_tokens)),
     ]

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
-ShowDetails = Literal["auto", "always", "never"]
+ShowDetails = Literal["auto", "always", "token", "never"]
 
 #: Environments in which ``show_details = "auto"`` shows failure details.
 DETAIL_ENVIRONMENTS = frozenset({"development", "testing"})
@@ -36,8 +36,8 @@ class HealthSettings:
     )
     show_details: ShowDetails = _field(
         "auto",
-        "auto (shown in development/testing, hidden in staging/production), always or never",
-        v.in_(("auto", "always", "never")),
+        "auto (always in development/testing, token elsewhere), always, token (to callers with an API token) or never",
+        v.in_(("auto", "always", "token", "never")),
     )
 
     def __attrs_post_init__(self) -> None:
@@ -49,3 +49,9 @@ class HealthSettings:
         if self.show_details == "auto":
             return environment in DETAIL_ENVIRONMENTS
         return self.show_details == "always"
+
+    def details_for_tokens(self, environment: str) -> bool:
+        """Whether failing checks show their error text to callers the auth plugin identified."""
+        if self.show_details == "auto":
+            return environment not in DETAIL_ENVIRONMENTS
+        return self.show_details == "token"

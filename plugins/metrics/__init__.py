@@ -150,6 +150,12 @@ def taskman_routes(config: Any) -> list[tuple[str, object]]:
 
 
 @hookimpl
+def taskman_access(config: Any) -> dict[str, str]:
+    """For the auth plugin: the scrape endpoint is open or needs a read token, as ``auth.metrics_access`` says."""
+    return {metrics_state(config).settings.path: "metrics"}
+
+
+@hookimpl
 def taskman_startup(app: Any, config: Any) -> None:
     state = metrics_state(config)
     if state.metrics.directory is not None:

@@ -139,6 +139,12 @@ def taskman_routes(config: Any) -> list[tuple[str, object]]:
 
 
 @hookimpl
+def taskman_access(config: Any) -> dict[str, str]:
+    """For the auth plugin: the document and the docs page describe the API; anyone may read them."""
+    return {paths.DOCUMENT_PATH: "public", DOCS_PATH: "public", ASSETS_PATH + "/{name}": "public"}
+
+
+@hookimpl
 def taskman_openapi(config: Any) -> dict[str, Any]:
     return paths.fragment(docs=settings_of(config).docs)
 

@@ -106,3 +106,10 @@ def taskman_routes(config: Any) -> list[tuple[str, object]]:
 @hookimpl
 def taskman_openapi(config: Any) -> dict[str, Any]:
     return openapi.fragment(PREFIX)
+
+
+@hookimpl
+def taskman_access(config: Any) -> dict[str, str]:
+    """For the auth plugin: reading needs the ``read`` scope, changing anything ``write``."""
+    contributed = routes(Store(taskman_db.database, http.emit_to_request_runtime), datetime.timedelta(0))
+    return {template: "by-method" for template, _ in contributed}

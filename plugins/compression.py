@@ -1,0 +1,1 @@
+"""compression plugin (being built)."""

@@ -1,0 +1,1 @@
+"""limits plugin (being built)."""
