@@ -55,7 +55,7 @@ ASSETS: dict[str, tuple[str, str | None]] = {
 #: For the page itself: only this origin's scripts; Swagger UI sets inline styles and data: images.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 
 
