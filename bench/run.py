@@ -106,9 +106,16 @@ def free_port() -> int:
 
 
 def base_env(workdir: Path, database_url: str) -> dict[str, str]:
-    """This environment without ``APP_*`` settings or a shared metrics folder, in production mode."""
+    """This environment without ``APP_*`` settings or a shared metrics folder, in production mode.
+
+    The load generator sends no token and is one client: the tracker cases run
+    with anonymous calls allowed, and without the rate limiter (see
+    :data:`ALWAYS_DISABLED`).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("APP_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
+        APP_AUTH__ALLOW_ANONYMOUS="true",
+        APP_AUTH__ANONYMOUS_SCOPES="read,write",
         APP_ENVIRONMENT="production",
         APP_DATABASE__URL=database_url,
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
@@ -117,12 +124,16 @@ def base_env(workdir: Path, database_url: str) -> dict[str, str]:
     return env
 
 
+#: One client at full speed is exactly what a rate limiter stops (and its moving
+#: window grows with the requests it holds): the benches run without it.
+ALWAYS_DISABLED = ("ratelimit",)
+
+
 def case_env(case: Case, env: Mapping[str, str], workdir: Path) -> dict[str, str]:
     merged = dict(env)
     merged[apps.APP_ENV] = case.app
     merged[apps.PLUGINS_ENV] = ",".join(case.plugins)
-    if case.disable:
-        merged["APP_PLUGINS__DISABLE"] = ",".join(case.disable)
+    merged["APP_PLUGINS__DISABLE"] = ",".join(dict.fromkeys([*case.disable, *ALWAYS_DISABLED]))
     runtime_dir = workdir / f"xdg-{case.name}"
     runtime_dir.mkdir(exist_ok=True, mode=0o700)
     # gunicorn may open a control socket there: never share one between servers.
