@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import inspect
+import json
 import logging
 import os
 import re
@@ -171,6 +172,7 @@ class Runtime:
                 release_connection(self.database)
                 self.database.close_all()
                 self.state = "stopped"
+            log.info("shutdown_complete", extra={"pid": self.pid, "owner": self.owner})
             return True
 
     def _stop_at_exit(self) -> None:
@@ -211,7 +213,38 @@ class AsgiApp(falcon.asgi.App):  # type: ignore[type-arg]
         runtime = self.taskman
         if (runtime.state != "started" or runtime.pid != _Process.pid) and scope["type"] != "lifespan":
             await asyncio.to_thread(runtime.start, "first-request")
-        await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # The server gave up on this request (graceful shutdown timed out): answer
+            # 503 problem+json rather than let it send a bare 500, unless the response began.
+            if scope["type"] != "http" or not await _send_cut_off(send, runtime.config.database.retry_after):
+                raise
+
+
+_CUT_OFF = json.dumps(
+    {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "The server is shutting down and stopped this request; retry.",
+    }
+).encode()
+
+
+async def _send_cut_off(send: Any, retry_after: int) -> bool:
+    """Send a 503 problem to a request cut off by the server; False if its response had already started."""
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"retry-after", str(retry_after).encode()),
+        (b"connection", b"close"),
+    ]
+    try:
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+    except RuntimeError:  # the response had started: nothing sane to add
+        return False
+    await send({"type": "http.response.body", "body": _CUT_OFF})
+    return True
 
 
 def _route_key(template: str) -> str:

@@ -247,6 +247,7 @@ def run_uvicorn(
     # (and a signal arriving before uvicorn takes over still stops us).
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _exit_cleanly)
+    _bind_tcp_sockets_as_tcp()
     uvicorn.run(
         app,
         factory=factory,
@@ -259,6 +260,32 @@ def run_uvicorn(
         timeout_graceful_shutdown=graceful_timeout,
         log_level="info",
     )
+
+
+def _bind_tcp_sockets_as_tcp() -> None:
+    """Have uvicorn's pre-bound listener (``--workers`` > 1) say IPPROTO_TCP, so connections get TCP_NODELAY.
+
+    uvicorn creates it with ``proto`` 0; accepted sockets inherit that, and
+    asyncio only sets TCP_NODELAY when it reads IPPROTO_TCP there: Nagle then
+    holds each response body until the client's delayed ACK of the headers,
+    about 40 ms per keep-alive request (Kludex/uvicorn#3149).
+    """
+    import socket
+
+    from uvicorn.config import Config
+
+    bind_socket = Config.bind_socket
+    if getattr(bind_socket, "taskman_tcp", False):
+        return
+
+    def bind_tcp_socket(self: Config) -> socket.socket:
+        sock = bind_socket(self)
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:
+            return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+        return sock
+
+    bind_tcp_socket.taskman_tcp = True  # type: ignore[attr-defined]
+    Config.bind_socket = bind_tcp_socket  # type: ignore[method-assign]
 
 
 def _serve_gunicorn(host: str, port: int, workers: int, config: Config) -> None:

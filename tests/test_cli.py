@@ -208,3 +208,20 @@ def test_the_installed_command_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     names: list[Any] = [row["name"] for row in json.loads(result.stdout)]
     assert "request_id" in names
+
+
+def test_uvicorn_listeners_are_tcp_sockets_so_connections_get_nodelay() -> None:
+    """uvicorn's pre-bound listener says proto 0; asyncio then never sets TCP_NODELAY (+40 ms per keep-alive reply)."""
+    import socket
+
+    import uvicorn.config
+
+    from taskman.cli import _bind_tcp_sockets_as_tcp
+
+    _bind_tcp_sockets_as_tcp()
+    _bind_tcp_sockets_as_tcp()  # idempotent: wrapped once
+    sock = uvicorn.config.Config("taskman.asgi:app", host="127.0.0.1", port=0).bind_socket()
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

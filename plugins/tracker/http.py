@@ -114,9 +114,17 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _body(req: Any) -> bytes:
+    """The whole body; under WSGI a chunked one too (no Content-Length: falcon's bounded_stream reads nothing)."""
+    env = getattr(req, "env", None)
+    if env is not None and req.content_length is None and env.get("wsgi.input_terminated"):
+        return bytes(req.stream.read())
+    return bytes(req.bounded_stream.read())
+
+
 def read_body(req: Any, schema: Schema, *, types: tuple[str, ...] = JSON_TYPES, optional: bool = False) -> Any:
     """The request's JSON body, checked against ``schema``: 415, 400 and 422 as the case may be."""
-    raw = req.bounded_stream.read()
+    raw = _body(req)
     if not raw and optional:
         return schema.check({})
     media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
@@ -126,6 +134,8 @@ def read_body(req: Any, schema: Schema, *, types: tuple[str, ...] = JSON_TYPES, 
         body = json.loads(raw, parse_constant=_no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
         raise falcon.HTTPBadRequest(description=f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise falcon.HTTPBadRequest(description="The body is not valid JSON: it is nested too deeply.") from None
     if not isinstance(body, dict):
         raise Invalid([Problem("", "must be a JSON object")])
     return schema.check(body)

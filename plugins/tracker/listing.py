@@ -168,7 +168,7 @@ def decode_cursor(cursor: str, fingerprint: str, kinds: Sequence[str]) -> list[A
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         given, values = json.loads(raw)
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, RecursionError, binascii.Error):
         raise bad from None
     if given != fingerprint:
         raise BadQuery([Problem("cursor", "was given out for other filters or another sort; start again without it")])
