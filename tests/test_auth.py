@@ -414,3 +414,40 @@ def test_a_fresh_development_server_prints_a_token_that_works(
     assert len(set(tokens)) == 1, server.log
     assert server.get("/api/v1/tasks").status == 401
     assert server.get("/api/v1/tasks", headers=bearer(tokens[0])).status == 200
+
+
+# -- with the other plugins, real tokens ------------------------------------------------------
+
+
+def test_rate_limits_follow_the_real_token_not_the_address(enforced: Client) -> None:
+    client = enforced(environ={"APP_RATELIMIT__READS": "2/minute"})
+    first, second = new_token("read", "first"), new_token("read", "second")
+    for address in ("10.0.0.1", "10.0.0.2"):
+        result = client.simulate_get("/api/v1/tasks", headers=bearer(first), remote_addr=address)
+        assert result.status_code == 200
+    refused = client.simulate_get("/api/v1/tasks", headers=bearer(first), remote_addr="10.0.0.3")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    # Another token, same address: its own budget.
+    assert client.simulate_get("/api/v1/tasks", headers=bearer(second), remote_addr="10.0.0.1").status_code == 200
+
+
+def test_authenticated_responses_are_never_stored(enforced: Client) -> None:
+    client = enforced()
+    token = new_token("read")
+    assert client.simulate_get("/api/v1/tasks", headers=bearer(token)).headers["cache-control"] == "no-store"
+    open_probe = client.simulate_get("/health/live")
+    assert open_probe.status_code == 200 and "x-content-type-options" in open_probe.headers
+
+
+def test_refusals_carry_cors_and_security_headers(enforced: Client) -> None:
+    origin = "https://app.example"
+    client = enforced(environ={"APP_CORS__ALLOW_ORIGINS": origin})
+    refused = client.simulate_get("/api/v1/tasks", headers={"Origin": origin})
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == origin
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    # A preflight carries no token and is answered.
+    preflight = client.simulate_options(
+        "/api/v1/tasks", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == origin
