@@ -24,6 +24,9 @@ import attrs
 from attrs import validators as v
 
 from taskman import hookimpl
+from taskman.config import plugin_settings
+
+from .headers import with_vary
 
 
 def _load_brotli() -> Any:
@@ -174,14 +177,6 @@ def weak_etag(etag: str) -> str:
     return etag if etag.startswith("W/") else f"W/{etag}"
 
 
-def with_vary(existing: str | None, field: str) -> str:
-    """``existing`` Vary value with ``field`` added unless it (or ``*``) is already there."""
-    present = {item.strip().lower() for item in (existing or "").split(",")}
-    if field.lower() in present or "*" in present:
-        return existing or field
-    return f"{existing}, {field}" if existing else field
-
-
 class Compressor:
     """The settings, turned into the questions the middleware asks per response."""
 
@@ -282,8 +277,7 @@ class CompressionMiddleware:
 
 
 def settings_of(config: Any) -> CompressionSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, CompressionSettings) else CompressionSettings()
+    return plugin_settings(config, SECTION, CompressionSettings)
 
 
 @hookimpl

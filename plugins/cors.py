@@ -19,6 +19,9 @@ import attrs
 import falcon
 
 from taskman import hookimpl
+from taskman.config import plugin_settings
+
+from .headers import split_header_list, with_vary
 
 SECTION = "cors"
 
@@ -115,23 +118,10 @@ class CorsSettings:
 # -- plain logic ------------------------------------------------------------------
 
 
-def split_header_list(value: str | None) -> list[str]:
-    """The items of a comma-separated header value (``"GET, POST"``), blanks dropped."""
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
-
-
 def narrow_methods(route_methods: Iterable[str], allowed: Iterable[str]) -> list[str]:
     """The route's methods that are also allowed, in the route's order."""
     permitted = frozenset(allowed)
     return [method for method in route_methods if method in permitted]
-
-
-def with_vary(existing: str | None, field: str) -> str:
-    """``existing`` Vary value with ``field`` added unless it (or ``*``) is already there."""
-    present = {item.lower() for item in split_header_list(existing)}
-    if field.lower() in present or WILDCARD in present:
-        return existing or field
-    return f"{existing}, {field}" if existing else field
 
 
 # -- Falcon glue --------------------------------------------------------------------
@@ -175,8 +165,7 @@ class CorsMiddleware(falcon.CORSMiddleware[Any, Any]):
 
 
 def settings_of(config: Any) -> CorsSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, CorsSettings) else CorsSettings()
+    return plugin_settings(config, SECTION, CorsSettings)
 
 
 @hookimpl

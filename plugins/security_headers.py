@@ -17,6 +17,7 @@ import attrs
 from attrs import validators as v
 
 from taskman import hookimpl
+from taskman.config import plugin_settings
 
 SECTION = "security_headers"
 
@@ -165,8 +166,7 @@ class SecurityHeadersMiddleware:
 
 
 def settings_of(config: Any) -> SecurityHeadersSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, SecurityHeadersSettings) else SecurityHeadersSettings()
+    return plugin_settings(config, SECTION, SecurityHeadersSettings)
 
 
 @hookimpl

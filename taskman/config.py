@@ -16,7 +16,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
@@ -27,6 +27,8 @@ ENV_NESTING = "__"
 CONFIG_FILE_ENV = "APP_CONFIG_FILE"
 DEFAULT_CONFIG_FILE = "taskman.toml"
 ROOT = ""  # the section name of the top-level keys
+
+T = TypeVar("T")
 
 Environment = Literal["development", "testing", "staging", "production"]
 
@@ -178,6 +180,12 @@ class Config:
                 value = redact(field.name, getattr(settings, field.name))
                 rows.append((key, value, self.sources.get(key, "default")))
         return rows
+
+
+def plugin_settings(config: Any, section: str, settings_type: type[T]) -> T:
+    """A plugin's settings section, or its defaults when ``config`` has none (the plugin was off when it was built)."""
+    value = getattr(config, "sections", {}).get(section)
+    return value if isinstance(value, settings_type) else settings_type()
 
 
 def dotted(section: str, name: str) -> str:

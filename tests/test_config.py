@@ -165,3 +165,22 @@ def test_secrets_are_redacted_in_the_listing() -> None:
     assert rows["database.url"] == ("postgresql://app:***REDACTED***@db:5432/tm", "env APP_DATABASE__URL")
     assert "s3cret" not in repr(config.items())
     assert config.database.url.endswith("s3cret@db:5432/tm")  # the real value is intact
+
+
+def test_plugin_settings_gives_the_section_or_its_defaults() -> None:
+    import attrs
+
+    from taskman.config import plugin_settings
+
+    @attrs.frozen
+    class Greeter:
+        greeting: str = "hello"
+
+    class Plain:
+        pass
+
+    assert plugin_settings(Plain(), "greeter", Greeter) == Greeter()
+    config = load_config(environ={}, sections={})
+    assert plugin_settings(config, "greeter", Greeter) == Greeter()
+    given = attrs.evolve(config, sections={"greeter": Greeter("hi")})
+    assert plugin_settings(given, "greeter", Greeter).greeting == "hi"

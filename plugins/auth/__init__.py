@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from taskman import hookimpl
+from taskman.config import plugin_settings
 
 from . import hookspecs
 from .access import AccessTable, Decision, Principal, decide
@@ -50,8 +51,7 @@ log = logging.getLogger("taskman.auth")
 
 
 def settings_of(config: Any) -> AuthSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, AuthSettings) else AuthSettings()
+    return plugin_settings(config, SECTION, AuthSettings)
 
 
 @hookimpl

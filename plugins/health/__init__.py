@@ -24,6 +24,7 @@ from typing import Any
 
 from taskman import db as taskman_db
 from taskman import hookimpl
+from taskman.config import plugin_settings
 
 from . import hookspecs, resources
 from .checks import DatabaseCheck
@@ -122,8 +123,7 @@ def state_of(app: Any) -> HealthState | None:
 
 
 def settings_of(config: Any) -> HealthSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, HealthSettings) else HealthSettings()
+    return plugin_settings(config, SECTION, HealthSettings)
 
 
 def _release_connections(db: Any) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskman import hookimpl
+from taskman.config import plugin_settings
 from taskman.hookspecs import ResponderWrapper
 
 from .settings import LimitsSettings
@@ -41,8 +42,7 @@ SECTION = "limits"
 
 
 def settings_of(config: Any) -> LimitsSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, LimitsSettings) else LimitsSettings()
+    return plugin_settings(config, SECTION, LimitsSettings)
 
 
 @hookimpl

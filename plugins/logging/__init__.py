@@ -19,6 +19,7 @@ from typing import Any
 from structlog.typing import Processor
 
 from taskman import hookimpl
+from taskman.config import plugin_settings
 from taskman.plugins import PluginError, Plugins
 
 from . import hookspecs as taskman_hookspecs
@@ -32,8 +33,7 @@ __all__ = ["SECTION", "LoggingSettings", "log_processors", "taskman_hookspecs"]
 
 
 def settings_of(config: Any) -> LoggingSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, LoggingSettings) else LoggingSettings()
+    return plugin_settings(config, SECTION, LoggingSettings)
 
 
 def log_processors(plugins: Plugins, config: Any) -> list[Processor]:

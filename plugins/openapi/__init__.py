@@ -27,6 +27,7 @@ import attrs
 
 import taskman
 from taskman import hookimpl
+from taskman.config import plugin_settings
 
 from . import hookspecs, paths
 from .assets import ASSETS_PATH, DOCS_PATH, Assets, docs_page, swagger_ui_folder
@@ -46,8 +47,7 @@ log = logging.getLogger("taskman.openapi")
 
 
 def settings_of(config: Any) -> OpenApiSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, OpenApiSettings) else OpenApiSettings()
+    return plugin_settings(config, SECTION, OpenApiSettings)
 
 
 def compose(config: Any, plugins: Any) -> dict[str, Any]:

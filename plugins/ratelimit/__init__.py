@@ -17,6 +17,7 @@ import weakref
 from typing import Any
 
 from taskman import hookimpl
+from taskman.config import plugin_settings
 
 from .backends import Backend, MemoryBackend, RedisBackend, open_backend
 from .core import Decision, FailureLog, RateLimiter, StorageUnavailableError, group_of, identity_of, is_exempt
@@ -50,8 +51,7 @@ _limiters: dict[int, list[RateLimiter]] = {}
 
 
 def settings_of(config: Any) -> RateLimitSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, RateLimitSettings) else RateLimitSettings()
+    return plugin_settings(config, SECTION, RateLimitSettings)
 
 
 def build_middleware(settings: RateLimitSettings) -> RateLimitMiddleware:

@@ -15,6 +15,7 @@ from typing import Any
 
 from taskman import db as taskman_db
 from taskman import hookimpl
+from taskman.config import plugin_settings
 
 from . import http, openapi
 from .action_lists import ActionLists
@@ -30,8 +31,7 @@ PREFIX = "/api/v1"
 
 
 def settings_of(config: Any) -> TrackerSettings:
-    section = getattr(config, "sections", {}).get(SECTION)
-    return section if isinstance(section, TrackerSettings) else TrackerSettings()
+    return plugin_settings(config, SECTION, TrackerSettings)
 
 
 def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
