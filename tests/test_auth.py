@@ -451,3 +451,31 @@ def test_refusals_carry_cors_and_security_headers(enforced: Client) -> None:
         "/api/v1/tasks", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
     )
     assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == origin
+
+
+def test_the_openapi_document_shows_what_each_operation_needs(enforced: Client) -> None:
+    document = enforced().simulate_get("/api/openapi.json").json
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API token (`tm_...`) from `taskman tokens create`; scopes: read, write, admin.",
+    }
+    paths = document["paths"]
+    create, read = paths["/api/v1/tasks"]["post"], paths["/api/v1/tasks"]["get"]
+    assert create["security"] == [{"bearerAuth": ["write"]}]
+    assert read["security"] == [{"bearerAuth": ["read"]}]
+    assert {"401", "403"} <= set(create["responses"])
+    assert paths["/health/live"]["get"]["security"] == []
+    assert "401" not in paths["/health/live"]["get"]["responses"]
+    assert paths["/health/ready"]["get"]["security"] == [{}, {"bearerAuth": []}]
+    assert paths["/metrics"]["get"]["security"] == [{"bearerAuth": ["read"]}]
+
+
+def test_the_openapi_document_shows_anonymous_access_where_allowed(make_client: Client) -> None:
+    client = make_client(environ={"APP_AUTH__ALLOW_ANONYMOUS": "true", "APP_AUTH__ANONYMOUS_SCOPES": "read"})
+    paths = client.simulate_get("/api/openapi.json").json["paths"]
+    assert paths["/api/v1/tasks"]["get"]["security"] == [{}, {"bearerAuth": ["read"]}]
+    assert paths["/api/v1/tasks"]["post"]["security"] == [{"bearerAuth": ["write"]}]
+    disabled = make_client(environ={"APP_PLUGINS__DISABLE": "auth"}).simulate_get("/api/openapi.json").json
+    assert "securitySchemes" not in disabled["components"]
+    assert "security" not in disabled["paths"]["/api/v1/tasks"]["get"]

@@ -699,3 +699,13 @@ def test_an_interrupted_tracker_write_leaves_nothing_half_written(
     monkeypatch.undo()  # the retry does not stall
     assert client.simulate_post("/api/v1/tasks", json=task).status_code == 201
     assert sorted(client.simulate_get("/api/v1/tasks/T-1").json["labels"]) == ["blue", "red"]
+
+
+def test_the_openapi_document_lists_the_limits_answers(make_client: Any) -> None:
+    paths = make_client().simulate_get("/api/openapi.json").json["paths"]
+    create, read = paths["/api/v1/tasks"]["post"], paths["/api/v1/tasks"]["get"]
+    assert {"413", "414", "431"} <= set(create["responses"])
+    assert "413" not in read["responses"] and {"414", "431"} <= set(read["responses"])
+    off = make_client(environ={"APP_LIMITS__MAX_BODY_BYTES": "0", "APP_LIMITS__MAX_URL_LENGTH": "0"})
+    create = off.simulate_get("/api/openapi.json").json["paths"]["/api/v1/tasks"]["post"]
+    assert "413" not in create["responses"] and "414" not in create["responses"] and "431" in create["responses"]

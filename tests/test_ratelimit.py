@@ -639,3 +639,11 @@ def test_the_redis_fixture_fails_rather_than_skips_without_redis_server(tmp_path
     server = RedisServer(tmp_path, executable="redis-server-that-is-not-installed")
     with pytest.raises(pytest.fail.Exception, match="was not found on PATH"):
         server.start()
+
+
+def test_the_openapi_document_lists_429_on_limited_operations_only(client_with: Client) -> None:
+    paths = client_with().simulate_get("/api/openapi.json").json["paths"]
+    assert "429" in paths["/api/v1/tasks"]["post"]["responses"]
+    assert "429" in paths["/api/v1/tasks/{task_id}"]["get"]["responses"]
+    assert "429" not in paths["/health/live"]["get"]["responses"]  # exempt
+    assert "429" not in paths["/metrics"]["get"]["responses"]

@@ -91,6 +91,14 @@ def taskman_serve(config: Any, workers: int) -> None:
 
 
 @hookimpl
+def taskman_openapi_amend(config: Any, plugins: Any, document: dict[str, Any]) -> None:
+    """For the openapi plugin: the bearer scheme, and what each operation needs (with its 401 and 403)."""
+    from . import openapi
+
+    openapi.amend(document, plugins.call_each("taskman_access", config=config), settings_of(config))
+
+
+@hookimpl
 def taskman_cli(group: click.Group) -> None:
     from taskman.cli import CliState, reported
 

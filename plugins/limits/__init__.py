@@ -61,3 +61,28 @@ def taskman_responder_wrappers(config: Any) -> list[ResponderWrapper]:
     if not settings.responder_timeout:
         return []
     return [time_limit(watchdog, settings.responder_timeout, settings.timeout_retry_after)]
+
+
+@hookimpl
+def taskman_openapi_amend(config: Any, plugins: Any, document: dict[str, Any]) -> None:
+    """For the openapi plugin: 413 where a body is taken, 414 and 431 everywhere (when those limits are on)."""
+    from ..openapi.components import problem_response
+    from ..openapi.document import add_response, operations
+
+    settings = settings_of(config)
+    responses = document.setdefault("components", {}).setdefault("responses", {})
+    if settings.max_url_length:
+        responses["UriTooLong"] = problem_response(
+            f"The request target is longer than {settings.max_url_length} bytes."
+        )
+    if settings.max_header_bytes:
+        responses["RequestHeaderFieldsTooLarge"] = problem_response(
+            f"The request headers add up to more than {settings.max_header_bytes} bytes."
+        )
+    for _, _, operation in operations(document):
+        if settings.max_body_bytes and "requestBody" in operation:
+            add_response(operation, 413, "ContentTooLarge")
+        if settings.max_url_length:
+            add_response(operation, 414, "UriTooLong")
+        if settings.max_header_bytes:
+            add_response(operation, 431, "RequestHeaderFieldsTooLarge")

@@ -1,7 +1,8 @@
 """openapi: ``GET /api/openapi.json`` (OpenAPI 3.1, every enabled plugin's routes) and ``GET /api/docs``.
 
 Plugins document their routes with the ``taskman_openapi(config)`` hook
-(:mod:`.hookspecs`); :mod:`.document` merges the fragments (plain Python),
+(:mod:`.hookspecs`), and what they add to every route (security, errors)
+with ``taskman_openapi_amend(config, plugins, document)``; :mod:`.document` merges the fragments (plain Python),
 adds the shared problem+json components (:mod:`.components`) and the error
 responses the core can produce; :mod:`.resources` is the Falcon glue and
 :mod:`.assets` serves Swagger UI's files from the app itself.  See
@@ -54,13 +55,15 @@ def compose(config: Any, plugins: Any) -> dict[str, Any]:
     """The merged document of every enabled plugin's ``taskman_openapi`` fragment."""
     settings = settings_of(config)
     contributions = plugins.call_each("taskman_openapi", config=config)
-    return build_document(
+    document = build_document(
         contributions,
         title=settings.title or config.app_name,
         version=settings.version or taskman.__version__,
         description=settings.description,
         servers=settings.servers,
     )
+    plugins.call_each("taskman_openapi_amend", config=config, plugins=plugins, document=document)
+    return document
 
 
 @attrs.define(eq=False)

@@ -103,6 +103,23 @@ def core_responses(
     return sorted(set(statuses))
 
 
+def operations(document: Mapping[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(path, method, operation)`` of every operation in ``document``."""
+    for path, item in document.get("paths", {}).items():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is not None:
+                yield path, method, operation
+
+
+def add_response(operation: dict[str, Any], status: int, response: str) -> None:
+    """Document ``status`` as the shared ``response`` unless the operation declares it (or its ``4XX``/``5XX``)."""
+    responses = operation.setdefault("responses", {})
+    declared = {str(code).upper() for code in responses}
+    if str(status) not in declared and f"{str(status)[0]}XX" not in declared:
+        responses[str(status)] = ref("responses", response)
+
+
 def add_core_responses(paths: Mapping[str, Any], components: Mapping[str, Any]) -> None:
     """Add the shared response of each core status an operation does not declare (exactly or as ``4XX``/``5XX``)."""
     for path, item in paths.items():

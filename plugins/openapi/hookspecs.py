@@ -1,4 +1,4 @@
-"""The hook the openapi plugin adds: ``taskman_openapi``; documented in docs/openapi.md."""
+"""The hooks the openapi plugin adds: ``taskman_openapi`` and ``taskman_openapi_amend``; see docs/openapi.md."""
 
 from __future__ import annotations
 
@@ -14,3 +14,8 @@ if TYPE_CHECKING:
 @hookspec
 def taskman_openapi(config: Config) -> Mapping[str, Any] | None:
     """Return an OpenAPI fragment: ``paths``, and optionally ``components`` (schemas, responses, ...) and ``tags``."""
+
+
+@hookspec
+def taskman_openapi_amend(config: Config, plugins: Any, document: dict[str, Any]) -> None:
+    """Change the merged document in place: what a plugin adds to other plugins' operations (security, errors)."""

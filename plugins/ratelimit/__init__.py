@@ -84,3 +84,14 @@ def taskman_shutdown(app: Any, config: Any) -> None:
     """Close the storage clients' connections (a Redis pool); they reconnect if the app serves again."""
     for limiter in _limiters.get(id(config), []):
         limiter.close()
+
+
+@hookimpl
+def taskman_openapi_amend(config: Any, plugins: Any, document: dict[str, Any]) -> None:
+    """For the openapi plugin: every limited operation may answer 429."""
+    from ..openapi.document import add_response, operations
+
+    settings = settings_of(config)
+    for path, method, operation in operations(document):
+        if group_of(method.upper()) is not None and not is_exempt(path, settings.exempt_paths):
+            add_response(operation, 429, "TooManyRequests")
