@@ -86,8 +86,6 @@ def taskman_serve(config: Any, workers: int) -> None:
             return
         token, info = store.create(BOOTSTRAP_TOKEN_NAME, ("read", "write", "admin"))
     announce_token(token, info)
-    url = f"http://{config.server.host}:{config.server.port}/api/v1/projects"
-    click.echo(f"Try: curl -H 'Authorization: Bearer {token}' {url}", err=True)
 
 
 @hookimpl
