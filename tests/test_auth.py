@@ -479,3 +479,23 @@ def test_the_openapi_document_shows_anonymous_access_where_allowed(make_client: 
     disabled = make_client(environ={"APP_PLUGINS__DISABLE": "auth"}).simulate_get("/api/openapi.json").json
     assert "securitySchemes" not in disabled["components"]
     assert "security" not in disabled["paths"]["/api/v1/tasks"]["get"]
+
+
+def test_a_database_outage_fails_only_the_routes_that_need_a_token(
+    enforced: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import peewee
+
+    client = enforced()
+    token = new_token("read", "outage")
+
+    def unreachable(self: Any, presented: str, now: Any = None) -> Any:
+        raise peewee.OperationalError("connection refused")
+
+    monkeypatch.setattr(TokenStore, "verify", unreachable)
+    # A probe that sends a token (a misconfigured checker, a person) still gets its answer.
+    assert client.simulate_get("/health/ready", headers=bearer(token)).status_code == 200
+    assert client.simulate_get("/health/live", headers=bearer(token)).status_code == 200
+    refused = client.simulate_get("/api/v1/tasks", headers=bearer(token))
+    assert refused.status_code == 503 and refused.headers["retry-after"]
+    assert refused.headers["content-type"] == "application/problem+json"

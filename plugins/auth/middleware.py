@@ -19,7 +19,7 @@ import falcon.inspect
 
 from taskman import db as taskman_db
 
-from .access import PUBLIC, AccessTable, Principal, decide
+from .access import OPTIONAL, PUBLIC, AccessTable, Principal, decide
 from .settings import AuthSettings
 from .tokens import Authenticator
 
@@ -98,6 +98,7 @@ class AuthMiddleware:
         """Reset the request's identity; return the presented token, if it has the right form."""
         req.context.auth = None
         req.context.auth_error = None
+        req.context.auth_unavailable = None
         header = req.get_header("Authorization")
         if header is None:
             return None
@@ -111,10 +112,23 @@ class AuthMiddleware:
         if principal is None:
             req.context.auth_error = "invalid_token"
 
+    def _authenticate(self, req: Any, token: str) -> None:
+        """Identify the caller; a database outage is kept for ``process_resource`` to judge.
+
+        Probes and open routes must keep answering while the database is down,
+        even for a caller that sends a token: only a route that needs one fails.
+        """
+        try:
+            principal = self.authenticator.authenticate(token)
+        except taskman_db.UNAVAILABLE_ERRORS as exc:
+            req.context.auth_unavailable = exc
+            return
+        self._finish(req, principal)
+
     def process_request(self, req: Any, resp: Any) -> None:
         token = self._start(req)
         if token is not None:
-            self._finish(req, self.authenticator.authenticate(token))
+            self._authenticate(req, token)
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
         token = self._start(req)
@@ -122,12 +136,13 @@ class AuthMiddleware:
             return
         known, principal = self.authenticator.cached(token)
         if not known or (principal is not None and self.authenticator.use_is_due(principal)):
-            principal = await asyncio.to_thread(self._authenticate_in_thread, token)
-        self._finish(req, principal)
+            await asyncio.to_thread(self._authenticate_in_thread, req, token)
+        else:
+            self._finish(req, principal)
 
-    def _authenticate_in_thread(self, token: str) -> Principal | None:
+    def _authenticate_in_thread(self, req: Any, token: str) -> None:
         try:
-            return self.authenticator.authenticate(token)
+            self._authenticate(req, token)
         finally:
             taskman_db.release_connection(taskman_db.database)
 
@@ -137,6 +152,9 @@ class AuthMiddleware:
         if resource is None:
             return
         requirement = self.table(req).requirement(req.uri_template, req.method)
+        unavailable = getattr(req.context, "auth_unavailable", None)
+        if unavailable is not None and requirement not in (PUBLIC, OPTIONAL):
+            raise unavailable  # the core answers 503 with Retry-After
         error = getattr(req.context, "auth_error", None)
         if error is not None and requirement != PUBLIC:
             raise unauthorized(error, requirement)
