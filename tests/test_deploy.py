@@ -42,6 +42,13 @@ from tests.servers import ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = REPO_ROOT / "deploy"
+
+
+def kit_files() -> list[Path]:
+    """The kit's own files (not the bytecode Python leaves next to gunicorn.conf.py when it loads it)."""
+    return sorted(p for p in DEPLOY.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+
+
 GUNICORN_CONF = DEPLOY / "gunicorn.conf.py"
 UVICORN_SCRIPT = DEPLOY / "uvicorn.sh"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -932,7 +939,7 @@ def test_the_image_runs_taskman_serve_as_a_non_root_user_on_the_exposed_port() -
 
 
 def test_every_app_setting_named_in_the_kit_and_its_docs_exists() -> None:
-    texts = [DOCS.read_text(), *(p.read_text() for p in DEPLOY.rglob("*") if p.is_file())]
+    texts = [DOCS.read_text(), *(p.read_text() for p in kit_files())]
     names = {m for text in texts for m in re.findall(r"\bAPP_[A-Z][A-Z0-9_]*[A-Z0-9]\b", text)}
     assert {"APP_SERVER__WORKERS", "APP_PLUGINS__DISABLE", "APP_DATABASE__URL"} <= names
     assert unknown_settings(names - {"APP_CONFIG_FILE"}) == []
@@ -940,7 +947,7 @@ def test_every_app_setting_named_in_the_kit_and_its_docs_exists() -> None:
 
 def test_the_docs_explain_every_file_of_the_kit() -> None:
     text = DOCS.read_text()
-    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file()):
+    for path in kit_files():
         assert f"`{path.relative_to(REPO_ROOT)}`" in text, path
     for step in ("preStop", "SIGTERM", "503", "graceful", "APP_PLUGINS__DISABLE", "PROMETHEUS_MULTIPROC_DIR"):
         assert step in text, step
