@@ -32,3 +32,9 @@ class ThreadedAliveResource:
 @hookimpl
 def taskman_routes(config: Any) -> list[tuple[str, object]]:
     return [(ALIVE_PATH, AliveResource()), (THREADED_PATH, ThreadedAliveResource())]
+
+
+@hookimpl
+def taskman_access(config: Any) -> dict[str, str]:
+    """For the auth plugin: anyone may ask (an undeclared route would need an admin token)."""
+    return {ALIVE_PATH: "public", THREADED_PATH: "public"}

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bench import apps, machine
 from bench.cases import (
+    ALWAYS_DISABLED,
     FLAVOURS,
     QUICK_CASES,
     Case,
@@ -110,7 +111,7 @@ def base_env(workdir: Path, database_url: str) -> dict[str, str]:
 
     The load generator sends no token and is one client: the tracker cases run
     with anonymous calls allowed, and without the rate limiter (see
-    :data:`ALWAYS_DISABLED`).
+    :data:`bench.cases.ALWAYS_DISABLED`).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("APP_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
@@ -122,11 +123,6 @@ def base_env(workdir: Path, database_url: str) -> dict[str, str]:
         PYTHONDONTWRITEBYTECODE="1",
     )
     return env
-
-
-#: One client at full speed is exactly what a rate limiter stops (and its moving
-#: window grows with the requests it holds): the benches run without it.
-ALWAYS_DISABLED = ("ratelimit",)
 
 
 def case_env(case: Case, env: Mapping[str, str], workdir: Path) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -281,3 +282,18 @@ def test_scratch_database_and_database_targets() -> None:
     met = {c["target"]: c["met"] for c in run.targets({"options": {"flavours": ["asgi"]}, "cases": reports})}
     assert met["asgi tracker-get-sqlite/rawdb-pk-sqlite rps >= 0.7"] is True
     assert met["asgi tracker-get-postgres/rawdb-pk-postgres rps >= 0.7"] is None
+
+
+def test_the_alive_routes_are_open_with_auth_enforced(make_client: object) -> None:
+    """The bench's load sends no token: its plugin declares its routes public, as any plugin author would."""
+    from bench import alive_plugin
+
+    client = make_client(plugins=(alive_plugin,), environ={"APP_AUTH__ALLOW_ANONYMOUS": "false"})  # type: ignore[operator]
+    assert client.simulate_get("/alive").status_code == 200
+    assert client.simulate_get("/alive/threaded").status_code == 200
+
+
+def test_no_bench_case_runs_the_rate_limiter(tmp_path: Path) -> None:
+    cases = builtin_cases(["auth", "ratelimit", "request_id"])
+    assert "only-ratelimit" not in {case.name for case in cases}
+    assert "ratelimit" in run.case_env(cases[0], {}, tmp_path)["APP_PLUGINS__DISABLE"].split(",")
