@@ -9,14 +9,13 @@ from typing import Any
 
 import click
 
+from taskman.app import AUTO_MIGRATE_ENVIRONMENTS
 from taskman.config import Config
 from taskman.db import database, make_database
 from taskman.migrations import Migrations
 from taskman.plugins import Plugins
 
 from .tokens import TokenError, TokenInfo, TokenStore, parse_duration
-
-AUTO_MIGRATE_ENVIRONMENTS = frozenset({"development", "testing"})
 
 
 @contextmanager

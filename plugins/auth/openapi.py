@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .access import FAIL_CLOSED, OPTIONAL, PUBLIC, resolve
+from .access import OPTIONAL, PUBLIC, AccessTable, decide
 from .settings import AuthSettings
 
 SCHEME = "bearerAuth"
@@ -19,24 +19,31 @@ BEARER_SCHEME = {
 def amend(
     document: dict[str, Any], declarations: Iterable[tuple[str, Mapping[str, Any]]], settings: AuthSettings
 ) -> None:
-    """Add the scheme, each operation's ``security`` and its 401/403 responses."""
+    """Add the scheme, each operation's ``security`` and its 401/403 responses.
+
+    The requirements come from the same :class:`AccessTable` the middleware
+    enforces, keyed by OpenAPI's spelling of each path (``{index}`` for
+    Falcon's ``{index:int(min=0)}``).
+    """
     from ..openapi.document import add_response, operations, path_key
 
     document.setdefault("components", {}).setdefault("securitySchemes", {})[SCHEME] = dict(BEARER_SCHEME)
-    declared = {path_key(template): rule for _, mapping in declarations for template, rule in (mapping or {}).items()}
-    anonymous = frozenset(settings.anonymous_scopes) if settings.allow_anonymous else frozenset()
-    for path, method, operation in operations(document):
-        rule = declared.get(path_key(path), FAIL_CLOSED)
-        if isinstance(rule, Mapping):
-            rule = {m.upper(): r for m, r in rule.items()}.get(method.upper(), FAIL_CLOSED)
-        requirement = resolve(rule, method.upper(), settings.metrics_access)
+    documented = list(operations(document))
+    routes: dict[str, list[str]] = {}
+    for path, method, _ in documented:
+        routes.setdefault(path_key(path), []).append(method.upper())
+    by_key = [(plugin, {path_key(t): rule for t, rule in (mapping or {}).items()}) for plugin, mapping in declarations]
+    table = AccessTable.build(routes.items(), by_key, metrics_access=settings.metrics_access)
+    anonymous = frozenset(settings.anonymous_scopes) if settings.allow_anonymous else None
+    for path, method, operation in documented:
+        requirement = table.requirement(path_key(path), method.upper())
         if requirement == PUBLIC:
             operation["security"] = []
             continue
         if requirement == OPTIONAL:
             operation["security"] = [{}, {SCHEME: []}]
         else:
-            without_token = requirement in anonymous or "admin" in anonymous
+            without_token = decide(requirement, None, anonymous).allowed
             operation["security"] = [*([{}] if without_token else []), {SCHEME: [requirement]}]
             add_response(operation, 403, "Forbidden")
         add_response(operation, 401, "Unauthorized")

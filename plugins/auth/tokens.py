@@ -87,9 +87,6 @@ class TokenInfo:
     def of(cls, row: ApiToken) -> TokenInfo:
         return cls(row.name, row.prefix, tuple(row.scopes.split(",")), row.created_at, row.expires_at, row.last_used_at)
 
-    def expired(self, now: datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
-
 
 class TokenStore:
     """Create, list, revoke and verify tokens in the ``auth_token`` table."""
