@@ -161,15 +161,27 @@ class ServerLauncher:
         factory: Callable[[subprocess.Popen[bytes], int, Path], S] = ServerProcess,  # type: ignore[assignment]
     ) -> S:
         """Run ``taskman serve ARGS --port <free port>`` with ``env`` over the test's environment."""
-        n = len(self.started)
         port = free_port()
-        log_file = self.folder / f"server-{n}.log"
+        command = [*taskman_command(), "serve", *args, "--port", str(port)]
+        return self.launch(command, port, pythonpath=pythonpath, env=env, factory=factory)
+
+    def launch(
+        self,
+        command: Sequence[str],
+        port: int,
+        *,
+        pythonpath: Sequence[Path] = (),
+        env: Mapping[str, str],
+        factory: Callable[[subprocess.Popen[bytes], int, Path], S] = ServerProcess,  # type: ignore[assignment]
+    ) -> S:
+        """Run any server ``command`` that will listen on ``port``, in a process group of its own."""
+        log_file = self.folder / f"server-{len(self.started)}.log"
         environment = subprocess_env(
             pythonpath, {"PYTHONUNBUFFERED": "1", "XDG_RUNTIME_DIR": str(self.runtime_dir), **env}
         )
         with log_file.open("wb") as log:
             proc = subprocess.Popen(
-                [*taskman_command(), "serve", *args, "--port", str(port)],
+                command,
                 cwd=self.folder,
                 env=environment,
                 stdin=subprocess.DEVNULL,

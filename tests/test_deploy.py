@@ -38,7 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from taskman.config import CORE_SECTIONS, ENV_NESTING, ENV_PREFIX, ROOT, Config, load_config
 from taskman.plugins import Plugins
 from tests.helpers import free_port
-from tests.servers import ServerProcess
+from tests.servers import ServerLauncher, ServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = REPO_ROOT / "deploy"
@@ -729,41 +729,20 @@ def test_child_exit_folds_a_killed_worker_s_metrics(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[[list[str], Mapping[str, str]], ServerProcess]]:
-    """Start a server command in a process group of its own, on a free port (APP_SERVER__PORT); kill all at the end."""
-    started: list[ServerProcess] = []
-    runtime_dir = tmp_path / "xdg-runtime"
-    runtime_dir.mkdir(mode=0o700)
+def launch(server_launcher: ServerLauncher) -> Callable[[list[str], Mapping[str, str]], ServerProcess]:
+    """Start a server command on a free port (``APP_SERVER__PORT``), with this environment's scripts first on PATH."""
 
     def start(command: list[str], environ: Mapping[str, str]) -> ServerProcess:
         port = free_port()
-        log_file = tmp_path / f"server-{len(started)}.log"
         env = {
-            **os.environ,
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYTHONUNBUFFERED": "1",
-            "XDG_RUNTIME_DIR": str(runtime_dir),
             "APP_SERVER__HOST": "127.0.0.1",
             "APP_SERVER__PORT": str(port),
             **environ,
         }
-        with log_file.open("wb") as log:
-            proc = subprocess.Popen(
-                command,
-                cwd=tmp_path,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = ServerProcess(proc, port, log_file)
-        started.append(server)
-        return server
+        return server_launcher.launch(command, port, env=env)
 
-    yield start
-    for server in started:
-        server.kill()
+    return start
 
 
 def worker_files(folder: Path) -> list[Path]:
