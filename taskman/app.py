@@ -235,7 +235,7 @@ _CUT_OFF = json.dumps(
 async def _send_cut_off(send: Any, retry_after: int) -> bool:
     """Send a 503 problem to a request cut off by the server; False if its response had already started."""
     headers = [
-        (b"content-type", b"application/problem+json"),
+        (b"content-type", errors.PROBLEM_CONTENT_TYPE.encode()),
         (b"retry-after", str(retry_after).encode()),
         (b"connection", b"close"),
     ]
