@@ -6,6 +6,7 @@ PostgreSQL; each test then starts from an empty ``public`` schema.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import falcon.testing
 import peewee
 import pytest
+import time_machine
 
 import taskman
 from taskman.config import Config, load_config
@@ -23,6 +25,39 @@ from tests.helpers import TEST_ENVIRON
 from tests.servers import ServerLauncher
 
 POSTGRES_URL = os.environ.get("TASKMAN_TEST_DATABASE_URL", "")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-start",
+        metavar="INSTANT",
+        help="run with the wall clock starting at this ISO 8601 instant and ticking (time-machine; the monotonic "
+        "clock is untouched): CI proves with it that no test depends on the day it runs",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    start = config.getoption("--clock-start", None)
+    if start:
+        # Before collection, so module-level dates see the shifted clock too.
+        traveller = time_machine.travel(datetime.datetime.fromisoformat(start), tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
+#: Where the wall clock of a date-bound test starts: inside the fixture sprints (2026-11-02..13), at noon UTC.
+CLOCK_START = datetime.datetime(2026, 11, 10, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Traveller]:
+    """The wall clock, started at :data:`CLOCK_START` and ticking: no test depends on the day it runs.
+
+    ``clock.move_to(...)`` and ``clock.shift(...)`` travel; only the wall
+    clock moves (``time.monotonic`` is untouched, so timeouts still work).
+    """
+    with time_machine.travel(CLOCK_START, tick=True) as traveller:
+        yield traveller
 
 
 @pytest.fixture(params=[False, True], ids=["wsgi", "asgi"])
@@ -166,4 +201,4 @@ def database_for(url: str) -> peewee.Database:
     return make_database(DatabaseSettings(url=url))
 
 
-__all__ = ["POSTGRES_URL", "TEST_ENVIRON", "database_for", "disabling", "is_sqlite_url"]
+__all__ = ["CLOCK_START", "POSTGRES_URL", "TEST_ENVIRON", "database_for", "disabling", "is_sqlite_url"]

@@ -417,7 +417,7 @@ def _tracker_writes(client: falcon.testing.TestClient) -> None:
 
 
 @pytest.fixture
-def scrape(make_client: Callable[..., falcon.testing.TestClient]) -> dict[str, frozenset[str]]:
+def scrape(make_client: Callable[..., falcon.testing.TestClient], clock: Any) -> dict[str, frozenset[str]]:
     """Sample names of a real scrape, with their label names, from an app configured as the ConfigMap says.
 
     auth is off here: the scrape and the writes would need tokens, and no metric depends on it.

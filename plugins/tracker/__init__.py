@@ -20,7 +20,7 @@ from taskman.config import plugin_settings
 from . import http, openapi
 from .action_lists import ActionLists
 from .projects import Projects
-from .schemas import ACTION_ITEM, ITEM_REORDER, SPRINT_CLOSE, STATUS_CHANGE
+from .schemas import ACTION_ITEM, ITEM_REORDER, SPRINT_CLOSE, SPRINT_START, STATUS_CHANGE
 from .settings import TrackerSettings
 from .sprints import Sprints
 from .store import Store
@@ -48,7 +48,7 @@ def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
         (f"{s}/{{sprint_id}}", http.ItemResource(sprints, "sprint_id")),
         (
             f"{s}/{{sprint_id}}/start",
-            http.ActionResource(sprints, "sprint_id", lambda i, body, m: sprints.start(i, m), None, once),
+            http.ActionResource(sprints, "sprint_id", sprints.start, SPRINT_START, once),
         ),
         (
             f"{s}/{{sprint_id}}/close",

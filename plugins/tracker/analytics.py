@@ -39,30 +39,49 @@ def health_score(metrics: Mapping[str, Any]) -> float:
     return float(max(0.0, min(100.0, metrics["completion_percentage"] - 2 * metrics["blocked_percentage"] + 50)))
 
 
+#: The longest series a report carries: the most recent days of a sprint left open (or planned) for years.
+MAX_SERIES_DAYS = 3660
+
+
 def burndown(
     start: datetime.date,
     end: datetime.date,
-    today: datetime.date,
+    as_of: datetime.date,
     points: Sequence[tuple[float, datetime.datetime | None]],
+    *,
     total_points: float | None = None,
+    closed: bool = False,
 ) -> dict[str, Any]:
-    """Remaining points per day from ``start`` to ``min(today, end)``.
+    """Remaining points per day from ``start`` to ``max(start, as_of)``, and the summary of the last day.
 
-    ``points`` is ``(estimate, completed_at)`` for each task of the sprint
-    (``completed_at`` None when not done); ``total_points`` overrides the sum
-    (a closed sprint's committed snapshot, since its unfinished tasks moved out).
+    ``as_of`` is today for a planned or active sprint (so an active sprint
+    past its end date runs on to today) and the day it closed for a closed
+    one.  ``points`` is ``(estimate, completed_at)`` for each task of the
+    sprint (``completed_at`` None when not done); work done before the
+    start counts on the first day.  ``total_points`` overrides the sum (a
+    closed sprint's committed snapshot, since its unfinished tasks moved out).
+    The summary is read off the series' last day, so the two always agree.
+    The series keeps the last :data:`MAX_SERIES_DAYS` days.
     """
     total = float(total_points) if total_points is not None else float(sum(p for p, _ in points))
-    completed = float(sum(p for p, done_at in points if done_at is not None))
+    last = max(start, as_of)
     days_total = (end - start).days + 1
-    days_elapsed = min(max((today - start).days + 1, 0), days_total)
+    days_elapsed = min(max((as_of - start).days + 1, 0), days_total)
+    days_worked = max((as_of - start).days + 1, 0)
     ideal_rate = total / days_total
-    actual_rate = completed / days_elapsed if days_elapsed else 0.0
+    done_points = sorted(((at, p) for p, at in points if at is not None), key=lambda pair: pair[0])
     series = []
-    for offset in range(days_elapsed):
+    done = 0.0
+    taken = 0
+    days = (last - start).days + 1
+    for offset in range(days):
         day = start + datetime.timedelta(days=offset)
         cutoff = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time())
-        done = sum(p for p, done_at in points if done_at is not None and done_at < cutoff)
+        while taken < len(done_points) and done_points[taken][0] < cutoff:
+            done += done_points[taken][1]
+            taken += 1
+        if offset < days - MAX_SERIES_DAYS:
+            continue
         series.append(
             {
                 "date": day.isoformat(),
@@ -70,18 +89,24 @@ def burndown(
                 "ideal_remaining_points": round(max(total - ideal_rate * (offset + 1), 0.0), 4),
             }
         )
+    completed = done
     remaining = total - completed
     ideal_remaining = max(total - ideal_rate * days_elapsed, 0.0)
+    # A closed sprint is judged at its end: on track only if it finished all it committed, having done some.
+    finished = bool(done_points) and remaining <= 1e-9
+    on_track = finished if closed else remaining <= ideal_remaining + 1e-9
     return {
+        "as_of": last.isoformat(),
         "total_points": total,
-        "completed_points": completed,
+        "completed_points": round(completed, 4),
         "remaining_points": round(remaining, 4),
         "days_total": days_total,
         "days_elapsed": days_elapsed,
         "days_remaining": days_total - days_elapsed,
+        "days_past_end": max((as_of - end).days, 0),
         "ideal_burndown_rate": round(ideal_rate, 4),
-        "actual_burndown_rate": round(actual_rate, 4),
-        "on_track": remaining <= ideal_remaining + 1e-9,
+        "actual_burndown_rate": round(completed / days_worked, 4) if days_worked else 0.0,
+        "on_track": on_track,
         "series": series,
     }
 

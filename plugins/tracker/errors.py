@@ -15,6 +15,18 @@ class Problem:
     detail: str
 
 
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 task``, ``2 tasks``, ``1 action list``: messages people read get their grammar right."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def listed(names: Sequence[str]) -> str:
+    """``T-1``, ``T-1 and T-2``, ``T-1, T-2 and T-3``."""
+    if len(names) < 2:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 class TrackerError(Exception):
     """Base class; ``str(error)`` is the problem's ``detail``."""
 

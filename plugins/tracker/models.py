@@ -62,6 +62,8 @@ class Sprint(Record):
     velocity_target_points = peewee.FloatField(null=True)
     committed_points = peewee.FloatField(null=True)
     completed_points = peewee.FloatField(null=True)
+    started_at = peewee.DateTimeField(null=True)
+    closed_at = peewee.DateTimeField(null=True)
 
 
 class Task(Record):

@@ -11,7 +11,17 @@ from typing import Any
 from . import listing
 from .action_lists import ActionLists
 from .projects import Projects
-from .schemas import ACTION_ITEM, ITEM_PATCH, ITEM_REORDER, RESOURCES, SPRINT_CLOSE, STATUS_CHANGE, id_schema
+from .schemas import (
+    ACTION_ITEM,
+    BURNDOWN,
+    ITEM_PATCH,
+    ITEM_REORDER,
+    RESOURCES,
+    SPRINT_CLOSE,
+    SPRINT_START,
+    STATUS_CHANGE,
+    id_schema,
+)
 from .sprints import Sprints
 from .tasks import Tasks
 
@@ -193,11 +203,13 @@ def fragment(prefix: str) -> dict[str, Any]:
         }
 
     schemas["StatusChange"] = STATUS_CHANGE
+    schemas["SprintStart"] = SPRINT_START
     schemas["SprintClose"] = SPRINT_CLOSE
     schemas["ActionItem"] = ACTION_ITEM
     schemas["ActionItemPatch"] = ITEM_PATCH
     schemas["ActionItemOrder"] = ITEM_REORDER
     schemas["Report"] = REPORT
+    schemas["Burndown"] = BURNDOWN
 
     def action(path: str, param: str, id_prefix: str, op: str, result: str, body: str | None, summary: str) -> None:
         operation: dict[str, Any] = {
@@ -211,17 +223,18 @@ def fragment(prefix: str) -> dict[str, Any]:
             },
         }
         if body:
-            operation["requestBody"] = {"required": body != "SprintClose", "content": _json(_ref(body))}
+            optional = body in ("SprintStart", "SprintClose")
+            operation["requestBody"] = {"required": not optional, "content": _json(_ref(body))}
         paths[path] = {"post": operation}
 
-    def report(path: str, param: str, id_prefix: str, op: str, tag: str, summary: str) -> None:
+    def report(path: str, param: str, id_prefix: str, op: str, tag: str, summary: str, schema: str = "Report") -> None:
         paths[path] = {
             "get": {
                 "operationId": op,
                 "tags": [tag],
                 "summary": summary,
                 "parameters": [_path_param(param, id_prefix)],
-                "responses": {"200": {"description": summary, "content": _json(_ref("Report"))}, **_errors(400, 404)},
+                "responses": {"200": {"description": summary, "content": _json(_ref(schema))}, **_errors(400, 404)},
             }
         }
 
@@ -230,8 +243,18 @@ def fragment(prefix: str) -> dict[str, Any]:
     report(
         f"{p}/{{project_id}}/velocity", "project_id", "P", "getProjectVelocity", "Project", "Points per closed sprint"
     )
-    report(f"{s}/{{sprint_id}}/burndown", "sprint_id", "S", "getSprintBurndown", "Sprint", "Remaining points by day")
-    action(f"{s}/{{sprint_id}}/start", "sprint_id", "S", "startSprint", "Sprint", None, "Start a planned sprint")
+    report(
+        f"{s}/{{sprint_id}}/burndown",
+        "sprint_id",
+        "S",
+        "getSprintBurndown",
+        "Sprint",
+        "Remaining points by day",
+        "Burndown",
+    )
+    action(
+        f"{s}/{{sprint_id}}/start", "sprint_id", "S", "startSprint", "Sprint", "SprintStart", "Start a planned sprint"
+    )
     action(
         f"{s}/{{sprint_id}}/close", "sprint_id", "S", "closeSprint", "Sprint", "SprintClose", "Close the active sprint"
     )

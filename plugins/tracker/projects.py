@@ -8,7 +8,7 @@ from typing import Any
 import peewee
 
 from . import analytics, listing
-from .errors import Conflict
+from .errors import Conflict, counted, listed
 from .models import ActionList, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .records import Collection, not_before, require
 from .schemas import PROJECT, PROJECT_STATUSES
@@ -39,12 +39,12 @@ class Projects(Collection):
 
     def before_delete(self, record: Project, cascade: bool, events: list[Event]) -> None:
         children = {
-            "sprints": Sprint.select().where(Sprint.project == record.id).count(),
-            "tasks": Task.select().where(Task.project == record.id).count(),
-            "action lists": ActionList.select().where(ActionList.project == record.id).count(),
+            "sprint": Sprint.select().where(Sprint.project == record.id).count(),
+            "task": Task.select().where(Task.project == record.id).count(),
+            "action list": ActionList.select().where(ActionList.project == record.id).count(),
         }
         if not cascade:
-            held = ", ".join(f"{n} {kind}" for kind, n in children.items() if n)
+            held = listed([counted(n, kind) for kind, n in children.items() if n])
             if held:
                 raise Conflict(f"Project {record.id} still has {held}; delete with ?cascade=true to remove them too.")
             return
@@ -67,7 +67,7 @@ class Projects(Collection):
         events.append(
             (
                 "project.cascade_deleted",
-                {"project_id": record.id, **{k.replace(" ", "_"): n for k, n in children.items()}},
+                {"project_id": record.id, **{k.replace(" ", "_") + "s": n for k, n in children.items()}},
             )
         )
 

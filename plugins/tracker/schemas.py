@@ -159,7 +159,7 @@ SPRINT = Resource(
         Field("goal", text(2000)),
         Field("cadence", enum(SPRINT_CADENCES), default="biweekly"),
         Field("start_date", DATE, required=True),
-        Field("end_date", DATE, required=True, description="Not before start_date."),
+        Field("end_date", DATE, required=True, description="Not before start_date; a sprint lasts at most 366 days."),
         Field("owner", text(100)),
         Field(
             "status",
@@ -171,6 +171,8 @@ SPRINT = Resource(
         Field("velocity_target_points", POINTS),
         Field("committed_points", POINTS, read_only=True, description="Snapshot taken when the sprint closes."),
         Field("completed_points", POINTS, read_only=True, description="Snapshot taken when the sprint closes."),
+        Field("started_at", DATE_TIME, read_only=True, description="Set by POST /sprints/{id}/start."),
+        Field("closed_at", DATE_TIME, read_only=True, description="Set by POST /sprints/{id}/close."),
         *_record_fields(),
     ),
 )
@@ -235,6 +237,16 @@ ACTION_LIST = Resource(
 RESOURCES = {r.name: r for r in (PROJECT, SPRINT, TASK, ACTION_LIST)}
 
 STATUS_CHANGE = _object({"status": enum(TASK_STATUSES)}, ["status"])
+SPRINT_START = _object(
+    {
+        "start_date": {**DATE, "description": "Move the start in the same request."},
+        "end_date": {
+            **DATE,
+            "description": "Move the end in the same request: a sprint whose end date has passed cannot start.",
+        },
+    },
+    [],
+)
 SPRINT_CLOSE = _object(
     {
         "carry_over": {
@@ -249,3 +261,62 @@ ITEM_REORDER = _object(
     {"order": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": MAX_ACTION_ITEMS}},
     ["order"],
 )
+
+_NUMBER = {"type": "number"}
+_DAYS = {"type": "integer", "minimum": 0}
+BURNDOWN = {
+    "type": "object",
+    "description": (
+        "Remaining points per day from start_date to as_of: today for a planned or active sprint (an active "
+        "sprint past its end runs on to today), the day it closed for a closed one. The summary is the last day."
+    ),
+    "properties": {
+        "sprint_id": id_schema("S"),
+        "status": enum(SPRINT_STATUSES),
+        "as_of": {**DATE, "description": "The last day of the series."},
+        "total_points": _NUMBER,
+        "completed_points": _NUMBER,
+        "remaining_points": {**_NUMBER, "description": "Equals the series' last remaining_points."},
+        "days_total": {"type": "integer", "minimum": 1},
+        "days_elapsed": {**_DAYS, "description": "Days of start_date..end_date up to as_of."},
+        "days_remaining": _DAYS,
+        "days_past_end": {**_DAYS, "description": "Days from end_date to as_of, 0 when not past the end."},
+        "ideal_burndown_rate": _NUMBER,
+        "actual_burndown_rate": _NUMBER,
+        "on_track": {
+            "type": "boolean",
+            "description": (
+                "At or below the ideal line as of as_of; a closed sprint only when it completed everything it "
+                "committed (and had work done)."
+            ),
+        },
+        "series": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "date": DATE,
+                    "remaining_points": _NUMBER,
+                    "ideal_remaining_points": _NUMBER,
+                },
+                "required": ["date", "remaining_points", "ideal_remaining_points"],
+            },
+        },
+    },
+    "required": [
+        "sprint_id",
+        "status",
+        "as_of",
+        "total_points",
+        "completed_points",
+        "remaining_points",
+        "days_total",
+        "days_elapsed",
+        "days_remaining",
+        "days_past_end",
+        "ideal_burndown_rate",
+        "actual_burndown_rate",
+        "on_track",
+        "series",
+    ],
+}

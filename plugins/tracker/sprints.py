@@ -16,6 +16,17 @@ from .schemas import SPRINT, SPRINT_STATUSES, id_pattern
 from .store import Event, check_version, update_versioned
 from .tasks import TERMINAL
 
+#: A sprint is a short iteration: a year is already far longer than any cadence.
+MAX_SPRINT_DAYS = 366
+
+
+def longest_sprint(values: Mapping[str, Any]) -> Problem | None:
+    first, last = values.get("start_date"), values.get("end_date")
+    if first is not None and last is not None and (last - first).days + 1 > MAX_SPRINT_DAYS:
+        detail = f"a sprint lasts at most {MAX_SPRINT_DAYS} days (start_date is {first.isoformat()})"
+        return Problem("/end_date", detail)
+    return None
+
 
 class Sprints(Collection):
     resource = SPRINT
@@ -43,7 +54,7 @@ class Sprints(Collection):
         reference(Project, values["project_id"], "/project_id", "project")
 
     def check_merged(self, record: Any, values: Mapping[str, Any]) -> None:
-        require(not_before(values, "start_date", "end_date"))
+        require(not_before(values, "start_date", "end_date") or longest_sprint(values))
 
     def event_payload(self, record: Sprint) -> dict[str, Any]:
         return {"sprint_id": record.id, "project_id": record.project_id, "status": record.status}
@@ -67,22 +78,46 @@ class Sprints(Collection):
 
     # -- start and close ------------------------------------------------------------
 
-    def start(self, sprint_id: str, if_match: frozenset[int] | None) -> Sprint:
+    def start(self, sprint_id: str, dates: Mapping[str, Any], if_match: frozenset[int] | None) -> Sprint:
+        """Start a planned sprint; ``dates`` may move its start and end in the same change."""
         with self.store.write() as events:
             sprint: Sprint = self.store.lock(Sprint, sprint_id, "Sprint")
             check_version(sprint, if_match)
             if sprint.status != "planned":
                 raise Conflict(f"Sprint {sprint.id} is {sprint.status}; only a planned sprint can start.")
+            now = self.store.clock()
+            wanted = self.parse(dict(dates))
+            moved = {name: value for name, value in wanted.items() if value != getattr(sprint, name)}
+            self.check_merged(sprint, {**self.dates_of(sprint), **moved})
+            end_date = moved.get("end_date", sprint.end_date)
+            if end_date < now.date():
+                raise Invalid(
+                    [
+                        Problem(
+                            "/end_date",
+                            f"sprint {sprint.id} ends on {end_date.isoformat()}, before today "
+                            f"({now.date().isoformat()}); send a new end_date to start it",
+                        )
+                    ],
+                    f"Sprint {sprint.id} ran from {sprint.start_date.isoformat()} to {end_date.isoformat()}, "
+                    "which has passed.",
+                )
             active = Sprint.get_or_none((Sprint.project == sprint.project_id) & (Sprint.status == "active"))
             if active is not None:
                 raise Conflict(f"Project {sprint.project_id} already has an active sprint: {active.id}.")
             try:
                 with self.store.database.atomic():  # a savepoint: the losing racer's error stays contained
-                    update_versioned(Sprint, sprint, {"status": "active"}, self.store.clock())
+                    update_versioned(Sprint, sprint, {**moved, "status": "active", "started_at": now}, now)
             except peewee.IntegrityError:
                 raise Conflict(f"Project {sprint.project_id} already has an active sprint.") from None
+            if moved:
+                events.append(("sprint.updated", {**self.event_payload(sprint), "changed": sorted(moved)}))
             events.append(("sprint.started", self.event_payload(sprint)))
         return sprint
+
+    @staticmethod
+    def dates_of(sprint: Sprint) -> dict[str, Any]:
+        return {"start_date": sprint.start_date, "end_date": sprint.end_date}
 
     def close(self, sprint_id: str, carry_over: str, if_match: frozenset[int] | None) -> Sprint:
         with self.store.write() as events:
@@ -106,7 +141,7 @@ class Sprints(Collection):
             update_versioned(
                 Sprint,
                 sprint,
-                {"status": "closed", "committed_points": committed, "completed_points": completed},
+                {"status": "closed", "committed_points": committed, "completed_points": completed, "closed_at": now},
                 now,
             )
             events.append(
@@ -142,7 +177,15 @@ class Sprints(Collection):
                 (Task.sprint == sprint.id) & (Task.status != "dropped")
             )
             points = [(float(r.estimate_points or 0), r.completed_at if r.status == "done" else None) for r in rows]
-        today = self.store.clock().date()
-        total = sprint.committed_points if sprint.status == "closed" else None
-        report = analytics.burndown(sprint.start_date, sprint.end_date, today, points, total)
+        closed = sprint.status == "closed"
+        # A sprint closed before its closing time was recorded falls back to its last change.
+        as_of = (sprint.closed_at or sprint.updated_at) if closed else self.store.clock()
+        report = analytics.burndown(
+            sprint.start_date,
+            sprint.end_date,
+            as_of.date(),
+            points,
+            total_points=sprint.committed_points if closed else None,
+            closed=closed,
+        )
         return {"sprint_id": sprint.id, "status": sprint.status, **report}

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import listing
-from .errors import Conflict, Invalid, Problem
+from .errors import Conflict, Invalid, Problem, listed
 from .models import Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .projects import health_event
 from .records import Collection, reference, require
@@ -198,7 +198,8 @@ class Tasks(Collection):
             for row in TaskDependency.select(TaskDependency.task).where(TaskDependency.depends_on == record.id)
         )
         if dependants:
-            raise Conflict(f"Task {record.id} cannot be deleted: {', '.join(dependants)} depend on it.")
+            verb = "depends" if len(dependants) == 1 else "depend"
+            raise Conflict(f"Task {record.id} cannot be deleted: {listed(dependants)} {verb} on it.")
         for model in (TaskLabel, TaskAssignee, TaskDependency):
             model.delete().where(model.task == record.id).execute()
 

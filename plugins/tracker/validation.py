@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker, validators
 
-from .errors import Invalid, Problem
+from .errors import Invalid, Problem, counted
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})")
@@ -100,11 +100,12 @@ def _message(error: Any) -> str:
     if validator == "format":
         return f"must be an RFC 3339 {error.validator_value}"
     if validator in ("minLength", "maxLength"):
-        return f"length must be {'at least' if validator == 'minLength' else 'at most'} {error.validator_value}"
+        bound = "at least" if validator == "minLength" else "at most"
+        return f"must be {bound} {counted(error.validator_value, 'character')} long"
     if validator in ("minimum", "maximum"):
         return f"must be {'at least' if validator == 'minimum' else 'at most'} {error.validator_value}"
     if validator == "maxItems":
-        return f"must have at most {error.validator_value} items"
+        return f"must have at most {counted(error.validator_value, 'item')}"
     if validator == "uniqueItems":
         return "must not repeat an item"
     if validator == "anyOf":

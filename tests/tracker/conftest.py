@@ -77,6 +77,17 @@ class Api:
         assert self.move(task_id, "ready", "in_progress", "done").status_code == 200
 
 
+@pytest.fixture(autouse=True)
+def _calendar(request: pytest.FixtureRequest) -> None:
+    """The fixture records carry fixed dates: every in-process tracker test runs on the clock they assume.
+
+    Real servers (``servers`` tests) run on the real clock, which the test
+    process must share: those tests date their records relative to today.
+    """
+    if request.node.get_closest_marker("servers") is None:
+        request.getfixturevalue("clock")
+
+
 @pytest.fixture
 def api(make_client: Callable[..., falcon.testing.TestClient]) -> Api:
     listener = LifecyclePlugin()

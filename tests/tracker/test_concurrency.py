@@ -148,8 +148,10 @@ def project(server: ServerProcess, project_id: str = "P-1") -> dict[str, Any]:
 
 
 def sprint(server: ServerProcess, sprint_id: str, project_id: str = "P-1") -> dict[str, Any]:
-    body = {"id": sprint_id, "project_id": project_id, "name": sprint_id}
-    return created(server, "/sprints", {**body, "start_date": "2026-11-02", "end_date": "2026-11-13"})
+    # The server runs on the real clock: a sprint around today (a week either side, so midnight cannot end it).
+    today = datetime.datetime.now(datetime.UTC).date()
+    dates = {"start_date": str(today - datetime.timedelta(days=7)), "end_date": str(today + datetime.timedelta(days=7))}
+    return created(server, "/sprints", {"id": sprint_id, "project_id": project_id, "name": sprint_id, **dates})
 
 
 def task(server: ServerProcess, task_id: str, project_id: str = "P-1", **fields: Any) -> dict[str, Any]:

@@ -123,23 +123,6 @@ def test_deleting_sprints(api: Api) -> None:
     assert task["sprint_id"] is None and task["version"] == 2
 
 
-def test_burndown_series_by_day(api: Api) -> None:
-    api.project()
-    api.sprint("S-1", start_date="2026-11-24", end_date="2026-11-30")
-    api.task("T-1", sprint_id="S-1", estimate_points=4)
-    api.task("T-2", sprint_id="S-1", estimate_points=6)
-    api.post("/sprints/S-1/start")
-    api.done("T-1")
-    report = api.get("/sprints/S-1/burndown").json
-    assert report["total_points"] == 10.0 and report["completed_points"] == 4.0 and report["remaining_points"] == 6.0
-    assert report["days_total"] == 7
-    assert report["days_elapsed"] + report["days_remaining"] == 7
-    assert len(report["series"]) == report["days_elapsed"]
-    assert report["series"][-1]["remaining_points"] == 6.0
-    assert report["series"][0]["date"] == "2026-11-24"
-    assert api.get("/sprints/S-404/burndown").status_code == 404
-
-
 def test_project_metrics_health(api: Api) -> None:
     api.project()
     assert api.get("/projects/P-1/metrics").json["health_status"] == "green"  # empty
@@ -198,3 +181,17 @@ def test_a_read_returns_exactly_what_the_write_returned(api: Api) -> None:
         assert read.json == written, path
         assert read.headers["etag"] == f'"{written["version"]}"'
     assert task["due_at"] == "2026-12-01T08:30:00.000000Z"
+
+
+def test_conflict_messages_count_in_good_grammar(api: Api) -> None:
+    api.project()
+    api.task("T-1")
+    api.task("T-2", depends_on=["T-1"])
+    one = api.delete("/tasks/T-1")
+    assert one.status_code == 409 and "T-2 depends on it" in one.json["detail"]
+    api.task("T-3", depends_on=["T-1"])
+    two = api.delete("/tasks/T-1")
+    assert "T-2 and T-3 depend on it" in two.json["detail"]
+    api.created("/action-lists", {"title": "retro", "project_id": "P-1"})
+    held = api.delete("/projects/P-1").json["detail"]
+    assert "still has 3 tasks and 1 action list;" in held
