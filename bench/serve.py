@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 from bench import apps
-from taskman.cli import run_gunicorn, run_uvicorn
+from taskman.servers import run_gunicorn, run_uvicorn
 
 
 def preflight(asgi: bool) -> None:

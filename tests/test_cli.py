@@ -191,7 +191,7 @@ def test_serve_prepares_plugins_before_starting_the_server(
         assert (tmp_path / "served").read_text() == "3"  # taskman_serve ran first
         started.append((host, port, workers))
 
-    monkeypatch.setattr("taskman.cli._serve_uvicorn", fake_uvicorn)
+    monkeypatch.setattr("taskman.servers.serve_uvicorn", fake_uvicorn)
     result = run("serve", "--port", "8123", "--workers", "3", database_url=f"sqlite:///{tmp_path}/db.sqlite")
     assert result.exit_code == 0, result.stderr
     assert started == [("127.0.0.1", 8123, 3)]
@@ -216,10 +216,10 @@ def test_uvicorn_listeners_are_tcp_sockets_so_connections_get_nodelay() -> None:
 
     import uvicorn.config
 
-    from taskman.cli import _bind_tcp_sockets_as_tcp
+    from taskman.servers import bind_tcp_sockets_as_tcp
 
-    _bind_tcp_sockets_as_tcp()
-    _bind_tcp_sockets_as_tcp()  # idempotent: wrapped once
+    bind_tcp_sockets_as_tcp()
+    bind_tcp_sockets_as_tcp()  # idempotent: wrapped once
     sock = uvicorn.config.Config("taskman.asgi:app", host="127.0.0.1", port=0).bind_socket()
     try:
         assert sock.proto == socket.IPPROTO_TCP

@@ -443,15 +443,15 @@ def test_serve_hands_uvicorn_logging_to_the_plugin(
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
-    from taskman.cli import _serve_uvicorn
+    from taskman.servers import serve_uvicorn
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
     configure_logging(format="json", stream=io.StringIO())
-    _serve_uvicorn("127.0.0.1", 8123, 2, make_config())
+    serve_uvicorn("127.0.0.1", 8123, 2, make_config())
     reset_logging()
     with no_root_handlers():
-        _serve_uvicorn("127.0.0.1", 8123, 2, make_config())
+        serve_uvicorn("127.0.0.1", 8123, 2, make_config())
     assert calls[0]["log_config"] is None and calls[0]["access_log"] is False
     assert calls[1]["log_config"] is LOGGING_CONFIG
 
@@ -462,12 +462,12 @@ def test_serve_hands_gunicorn_logging_to_the_plugin(
     from gunicorn.app.base import BaseApplication
     from gunicorn.glogging import Logger
 
-    from taskman.cli import _serve_gunicorn
+    from taskman.servers import serve_gunicorn
 
     configs: list[Any] = []
     monkeypatch.setattr(BaseApplication, "run", lambda self: configs.append(self.cfg))
     configure_logging(format="json", static={"app_name": "taskman", "environment": "production"}, stream=stream)
-    _serve_gunicorn("127.0.0.1", 8123, 2, make_config())
+    serve_gunicorn("127.0.0.1", 8123, 2, make_config())
     gunicorn_log = configs[0].logger_class(configs[0])
     gunicorn_log.info("Booting worker with pid: %s", 4242)
     gunicorn_log.access(None, None, {}, None)  # the access log stays off
@@ -478,7 +478,7 @@ def test_serve_hands_gunicorn_logging_to_the_plugin(
 
     reset_logging()
     with no_root_handlers():
-        _serve_gunicorn("127.0.0.1", 8123, 2, make_config())
+        serve_gunicorn("127.0.0.1", 8123, 2, make_config())
     assert configs[1].logger_class is Logger
 
 
