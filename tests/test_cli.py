@@ -176,8 +176,8 @@ def test_serve_refuses_pending_migrations_in_production(database_url: str, notes
     assert result.exit_code != 0
     (line,) = result.stderr.strip().splitlines()
     assert (
-        "4 migration(s) pending (auth:0001_tokens, notes:0001_create_notes, notes:0002_add_done, tracker:0001_initial)"
-        in line
+        "5 migration(s) pending (auth:0001_tokens, notes:0001_create_notes, notes:0002_add_done, "
+        "tracker:0001_initial, tracker:0002_sprint_lifecycle)" in line
     )
     assert "taskman migrate" in line
 
