@@ -357,8 +357,9 @@ def migrate(env: Mapping[str, str], workdir: Path) -> None:
 def logging_micro() -> dict[str, float]:
     """µs per ``request_completed`` line and per request of the access middleware, with and without redaction."""
     # taskman_plugins is mapped from plugins/: not found from an editable install, untyped from a wheel.
-    from taskman_plugins.logging import bench as logging_bench  # type: ignore[import-not-found,import-untyped,unused-ignore]
     from taskman_plugins.logging.pipeline import reset_logging  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    from bench import logline as logging_bench
 
     try:
         with_redaction = logging_bench.measure(redaction=True)

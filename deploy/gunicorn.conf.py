@@ -21,7 +21,7 @@ from taskman_plugins.metrics.multiprocess import retire_process
 from taskman_plugins.metrics.registry import multiprocess_directory
 
 from taskman.config import ConfigError, load_config
-from taskman.plugins import Plugins
+from taskman import create_app
 
 #: Cap of the CPU-derived worker count: every sync worker holds its own memory and database pool.
 MAX_DEFAULT_WORKERS = 8
@@ -76,7 +76,11 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 def on_starting(server: Any) -> None:
     """In the arbiter, before the first fork: the plugins prepare the serving process, as under ``taskman serve``."""
-    Plugins.discover(_config.plugins.disable).serve(_config, server.num_workers)
+    runtime = create_app(_config).taskman  # built as every worker builds it: the one bootstrap path
+    try:
+        runtime.plugins.serve(_config, server.num_workers)
+    finally:
+        runtime.database.close_all()
 
 
 def child_exit(server: Any, worker: Any) -> None:

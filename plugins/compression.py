@@ -5,7 +5,7 @@ The plain part is Falcon-free: :func:`choose_encoding` negotiates
 ``identity``), :func:`encode` compresses, and :class:`Compressor` holds
 the settings and says which media types are worth compressing.  The
 middleware decides per response and swaps the body; its
-``process_response`` runs after every other plugin's (``tryfirst``), so it
+``process_response`` runs after every other shaping plugin's (stage ``shape``, first in it), so it
 compresses the final body, error documents included.  ``brotli`` is
 optional: without it only gzip is offered.  See docs/compression.md.
 """
@@ -23,10 +23,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from taskman import hookimpl
-from taskman.config import plugin_settings
-
-from .headers import with_vary
+from taskman import hookimpl, setting, settings_section, staged, with_vary
 
 
 def _load_brotli() -> Any:
@@ -39,7 +36,6 @@ def _load_brotli() -> Any:
 #: The ``brotli`` module, or None when it is not installed (then only gzip is offered).
 brotli: Any = _load_brotli()
 
-SECTION = "compression"
 
 BROTLI = "br"
 GZIP = "gzip"
@@ -74,10 +70,6 @@ _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/(\*|[a-z0-9!#$&^_.+-]+)")
 _QVALUE = re.compile(r"0(\.\d{0,3})?|1(\.0{0,3})?")
 
 
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
-
-
 def _check_encodings(instance: object, attribute: attrs.Attribute, value: Sequence[str]) -> None:  # type: ignore[type-arg]
     if not value or len(set(value)) != len(value) or not set(value) <= set(SUPPORTED):
         raise ValueError(f"'{attribute.name}' must list br and/or gzip, each once, preferred first: {list(value)!r}")
@@ -89,23 +81,26 @@ def _check_types(instance: object, attribute: attrs.Attribute, value: Sequence[s
             raise ValueError(f"'{attribute.name}' entries must be lower-case media types or type/*: {media_type!r}")
 
 
+@settings_section("compression")
 @attrs.frozen
 class CompressionSettings:
     """When a response body is compressed, and how hard."""
 
-    min_size: int = _field(
+    min_size: int = setting(
         1024, "bodies smaller than this (bytes) are sent as they are", [v.instance_of(int), v.ge(0), v.le(2**30)]
     )
-    gzip_level: int = _field(
+    gzip_level: int = setting(
         6, "gzip compression level (1 fastest - 9 smallest)", [v.instance_of(int), v.ge(1), v.le(9)]
     )
-    brotli_quality: int = _field(4, "brotli quality (0 fastest - 11 smallest)", [v.instance_of(int), v.ge(0), v.le(11)])
-    encodings: tuple[str, ...] = _field(
+    brotli_quality: int = setting(
+        4, "brotli quality (0 fastest - 11 smallest)", [v.instance_of(int), v.ge(0), v.le(11)]
+    )
+    encodings: tuple[str, ...] = setting(
         SUPPORTED,
         "codings offered, preferred first when the client accepts several equally (br, gzip)",
         _check_encodings,
     )
-    excluded_types: tuple[str, ...] = _field(
+    excluded_types: tuple[str, ...] = setting(
         DEFAULT_EXCLUDED_TYPES,
         "media types never compressed (already compressed); type/* for a whole type",
         _check_types,
@@ -277,14 +272,16 @@ class CompressionMiddleware:
 
 
 def settings_of(config: Any) -> CompressionSettings:
-    return plugin_settings(config, SECTION, CompressionSettings)
+    return config.settings(CompressionSettings)  # type: ignore[no-any-return]
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, CompressionSettings)
+def taskman_settings() -> type:
+    return CompressionSettings
 
 
-@hookimpl(tryfirst=True)
+@hookimpl
 def taskman_middleware(config: Any) -> list[object]:
-    return [CompressionMiddleware(Compressor(settings_of(config)))]
+    # First of the shaping stage, so its process_response runs after the other shapers': the body it
+    # compresses is final.
+    return [staged(CompressionMiddleware(Compressor(settings_of(config))), "shape", before=("*",))]

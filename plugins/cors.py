@@ -18,12 +18,7 @@ from typing import Any
 import attrs
 import falcon
 
-from taskman import hookimpl
-from taskman.config import plugin_settings
-
-from .headers import split_header_list, with_vary
-
-SECTION = "cors"
+from taskman import hookimpl, setting, settings_section, split_header_list, staged, with_vary
 
 WILDCARD = "*"
 
@@ -51,10 +46,6 @@ _METHOD = re.compile(r"[A-Z]+")
 _HEADER = re.compile(r"[A-Za-z0-9!#$%&'+.^_`|~-]+")
 
 
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
-
-
 def _check_origins(instance: object, attribute: attrs.Attribute, value: Sequence[str]) -> None:  # type: ignore[type-arg]
     if WILDCARD in value and len(value) > 1:
         raise ValueError(f"'{attribute.name}': '*' allows every origin and must be the only entry: {list(value)!r}")
@@ -75,36 +66,37 @@ def _check_tokens(pattern: re.Pattern[str], what: str) -> Any:
     return check
 
 
+@settings_section("cors")
 @attrs.frozen
 class CorsSettings:
     """Which origins may call the API from a browser, with which methods and headers."""
 
-    allow_origins: tuple[str, ...] = _field(
+    allow_origins: tuple[str, ...] = setting(
         (),
         "origins allowed to call the API from a browser (https://app.example.com), or '*'; empty: CORS off",
         _check_origins,
     )
-    allow_credentials: bool = _field(
+    allow_credentials: bool = setting(
         False,
         "let browsers send cookies and Authorization to the allowed origins (not with '*')",
         attrs.validators.instance_of(bool),
     )
-    allow_methods: tuple[str, ...] = _field(
+    allow_methods: tuple[str, ...] = setting(
         DEFAULT_METHODS,
         "methods a preflight allows (only those the route also answers are sent)",
         _check_tokens(_METHOD, "upper-case method names"),
     )
-    allow_headers: tuple[str, ...] = _field(
+    allow_headers: tuple[str, ...] = setting(
         DEFAULT_HEADERS,
         "request headers a preflight allows",
         _check_tokens(_HEADER, "header names ('*' is not supported)"),
     )
-    expose_headers: tuple[str, ...] = _field(
+    expose_headers: tuple[str, ...] = setting(
         DEFAULT_EXPOSED,
         "response headers the browser lets scripts read",
         _check_tokens(_HEADER, "header names ('*' is not supported)"),
     )
-    max_age: int = _field(
+    max_age: int = setting(
         600,
         f"seconds a browser may cache a preflight answer (0-{MAX_MAX_AGE})",
         [attrs.validators.instance_of(int), attrs.validators.ge(0), attrs.validators.le(MAX_MAX_AGE)],
@@ -165,12 +157,12 @@ class CorsMiddleware(falcon.CORSMiddleware[Any, Any]):
 
 
 def settings_of(config: Any) -> CorsSettings:
-    return plugin_settings(config, SECTION, CorsSettings)
+    return config.settings(CorsSettings)  # type: ignore[no-any-return]
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, CorsSettings)
+def taskman_settings() -> type:
+    return CorsSettings
 
 
 @hookimpl
@@ -178,4 +170,4 @@ def taskman_middleware(config: Any) -> list[object]:
     settings = settings_of(config)
     if not settings.allow_origins:
         return []
-    return [CorsMiddleware(settings)]
+    return [staged(CorsMiddleware(settings), "shape")]

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from taskman import hookimpl
+from taskman import hookimpl, staged
 
 HEADER = "X-Request-ID"
 MAX_LENGTH = 128
@@ -86,6 +86,7 @@ class RequestIdMiddleware:
         self.process_response(req, resp, resource, req_succeeded)
 
 
-@hookimpl(tryfirst=True)
-def taskman_middleware(config: Any) -> list[object]:
-    return [RequestIdMiddleware()]
+@hookimpl
+def taskman_middleware() -> list[object]:
+    # The first observer: whoever answers, and every line logged, carries the id.
+    return [staged(RequestIdMiddleware(), "observe", before=("*",))]

@@ -16,10 +16,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from taskman import hookimpl
-from taskman.config import plugin_settings
-
-SECTION = "security_headers"
+from taskman import hookimpl, setting, settings_section, staged
 
 #: API responses are data, never documents: they may load nothing and be framed by no one.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -41,10 +38,6 @@ NO_STORE = "no-store"
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
-
-
 def _header_value(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
     if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value) or value != value.strip():
         raise ValueError(f"'{attribute.name}' must be printable ASCII without surrounding spaces: {value!r}")
@@ -55,36 +48,37 @@ def _path_prefix(instance: object, attribute: attrs.Attribute, value: str) -> No
         raise ValueError(f"'{attribute.name}' must be empty or a path like /api/docs (no trailing '/'): {value!r}")
 
 
+@settings_section("security_headers")
 @attrs.frozen
 class SecurityHeadersSettings:
     """Each header's value (empty: not sent), HSTS, and no-store for authenticated responses."""
 
-    content_type_options: str = _field("nosniff", "X-Content-Type-Options", _header_value)
-    frame_options: str = _field("DENY", "X-Frame-Options", _header_value)
-    referrer_policy: str = _field("no-referrer", "Referrer-Policy", _header_value)
-    content_security_policy: str = _field(
+    content_type_options: str = setting("nosniff", "X-Content-Type-Options", _header_value)
+    frame_options: str = setting("DENY", "X-Frame-Options", _header_value)
+    referrer_policy: str = setting("no-referrer", "Referrer-Policy", _header_value)
+    content_security_policy: str = setting(
         API_CSP, "Content-Security-Policy of every response outside docs_path", _header_value
     )
-    docs_content_security_policy: str = _field(
+    docs_content_security_policy: str = setting(
         DOCS_CSP, "Content-Security-Policy of responses under docs_path (Swagger UI)", _header_value
     )
-    docs_path: str = _field(
+    docs_path: str = setting(
         "/api/docs", "path prefix of the API reference page and its assets; empty: none", _path_prefix
     )
-    hsts_max_age: int = _field(
+    hsts_max_age: int = setting(
         0,
         f"Strict-Transport-Security max-age in seconds; 0: not sent (0-{MAX_HSTS_AGE})",
         [v.instance_of(int), v.ge(0), v.le(MAX_HSTS_AGE)],
     )
-    hsts_include_subdomains: bool = _field(
+    hsts_include_subdomains: bool = setting(
         True, "add includeSubDomains to Strict-Transport-Security", v.instance_of(bool)
     )
-    hsts_preload: bool = _field(
+    hsts_preload: bool = setting(
         False,
         f"add preload to Strict-Transport-Security (needs includeSubDomains and max-age >= {PRELOAD_MIN_AGE})",
         v.instance_of(bool),
     )
-    no_store_authenticated: bool = _field(
+    no_store_authenticated: bool = setting(
         True, "Cache-Control: no-store on every authenticated response", v.instance_of(bool)
     )
 
@@ -166,14 +160,14 @@ class SecurityHeadersMiddleware:
 
 
 def settings_of(config: Any) -> SecurityHeadersSettings:
-    return plugin_settings(config, SECTION, SecurityHeadersSettings)
+    return config.settings(SecurityHeadersSettings)  # type: ignore[no-any-return]
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, SecurityHeadersSettings)
+def taskman_settings() -> type:
+    return SecurityHeadersSettings
 
 
 @hookimpl
 def taskman_middleware(config: Any) -> list[object]:
-    return [SecurityHeadersMiddleware(SecurityHeaders(settings_of(config)))]
+    return [staged(SecurityHeadersMiddleware(SecurityHeaders(settings_of(config))), "shape")]

@@ -11,67 +11,86 @@ by the one-shot lifespan events of falcon's test client.
 from __future__ import annotations
 
 import asyncio
-import atexit
+import functools
+import importlib.metadata
 import inspect
 import json
 import logging
-import os
 import re
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import attrs
 import falcon
 import falcon.asgi
 
 from taskman import errors
-from taskman.asgi_adapters import MIDDLEWARE_METHODS, RESPONDER_PREFIX, adapt_middleware, adapt_resource, is_nonblocking
+from taskman.asgi_adapters import RESPONDER_PREFIX, adapt_resource, is_nonblocking
 from taskman.config import Config, load_config
-from taskman.db import UNAVAILABLE_ERRORS, PooledDatabase, database, make_database, release_connection
-from taskman.migrations import Migrations
+from taskman.db import UNAVAILABLE_ERRORS, PooledDatabase, database, make_database, release_connection, using
+from taskman.pipeline import Pipeline, PipelineError
 from taskman.plugins import PluginError, Plugins, RouteContribution
+from taskman.runtime import (
+    AUTO_MIGRATE_ENVIRONMENTS,
+    STARTUP_FAILURES,
+    PendingMigrationsError,
+    Runtime,
+    StartupError,
+    current_pid,
+    debugging,
+    deferring_events,
+    describe_failure,
+)
+
+__all__ = [
+    "AUTO_MIGRATE_ENVIRONMENTS",
+    "App",
+    "AsgiApp",
+    "PendingMigrationsError",
+    "RouteConflictError",
+    "Runtime",
+    "SafeguardError",
+    "StartupError",
+    "create_app",
+    "start",
+    "stop",
+]
 
 log = logging.getLogger("taskman")
-
-AUTO_MIGRATE_ENVIRONMENTS = frozenset({"development", "testing"})
-
-#: A middleware object needs one of these (sync or async request methods, or an ASGI start-up handler).
-MIDDLEWARE_METHOD_NAMES = (*MIDDLEWARE_METHODS, *(f"{m}_async" for m in MIDDLEWARE_METHODS), "process_startup")
-
-
-class StartupError(Exception):
-    """The app cannot start; the message is the one line an operator needs."""
-
-
-class PendingMigrationsError(StartupError):
-    def __init__(self, pending: list[str]) -> None:
-        self.pending = pending
-        super().__init__(
-            f"{len(pending)} migration(s) pending ({', '.join(pending)}); "
-            "run `taskman migrate` before starting in this environment"
-        )
 
 
 class RouteConflictError(StartupError):
     pass
 
 
-#: Plugins that guard the whole app: switching one off in production also needs
-#: its opt-out flag set explicitly (as pytest's core names its essential plugins).
-SAFEGUARDS: dict[str, str] = {"auth": "allow_anonymous"}
+#: Environments where a safeguard holds (pytest's essential plugins, as a contract any plugin may declare).
 SAFEGUARDED_ENVIRONMENTS = frozenset({"production"})
+#: Installed plugins declare their safeguard here: ``auth = "allow_anonymous"`` (the opt-out setting).
+SAFEGUARD_ENTRY_POINT_GROUP = "taskman.safeguards"
 
 
 class SafeguardError(StartupError):
     pass
 
 
-def check_safeguards(config: Config) -> None:
-    """Refuse a production app with a safeguard plugin disabled, unless its opt-out flag says so."""
+def _safeguards(extra: Iterable[object]) -> dict[str, str]:
+    """``{plugin: opt-out setting}`` of every plugin that guards the whole app, read without importing it."""
+    declared = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=SAFEGUARD_ENTRY_POINT_GROUP)}
+    for obj in extra:
+        flag = getattr(obj, "taskman_safeguard", None)
+        if isinstance(flag, str):
+            declared[_plugin_name(obj)] = flag
+    return declared
+
+
+def _plugin_name(obj: object) -> str:
+    return str(getattr(obj, "taskman_plugin_name", None) or getattr(obj, "__name__", None) or type(obj).__name__)
+
+
+def check_safeguards(config: Config, extra: Iterable[object] = ()) -> None:
+    """Refuse a production app with a safeguarding plugin disabled, unless its opt-out setting says so."""
     if config.environment not in SAFEGUARDED_ENVIRONMENTS:
         return
-    for plugin, flag in SAFEGUARDS.items():
+    for plugin, flag in sorted(_safeguards(extra).items()):
         if plugin in config.plugins.disable and not config.disabled_flag(plugin, flag):
             raise SafeguardError(
                 f"plugin {plugin!r} is disabled in {config.environment}; set "
@@ -82,8 +101,11 @@ def check_safeguards(config: Config) -> None:
 class _ConnectionMiddleware:
     """Return the request thread's database connection to the pool, also after errors (WSGI)."""
 
+    def __init__(self, db: PooledDatabase) -> None:
+        self.db = db
+
     def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
-        release_connection(database)
+        release_connection(self.db)
 
 
 class _LifespanMiddleware:
@@ -93,103 +115,14 @@ class _LifespanMiddleware:
         self.runtime = runtime
 
     async def process_startup(self, scope: Any, event: Any) -> None:
-        self.runtime.start(owner="lifespan")
+        try:
+            self.runtime.start(owner="lifespan")
+        except STARTUP_FAILURES as exc:
+            self.runtime.startup_failure = describe_failure(exc)
+            raise
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
         self.runtime.stop(owner="lifespan")
-
-
-class _Process:
-    """This process's pid, kept current across ``fork`` so the request path needs no system call."""
-
-    pid = os.getpid()
-
-    @classmethod
-    def forked(cls) -> None:
-        cls.pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_Process.forked)
-
-
-@attrs.define(eq=False)
-class Runtime:
-    """What a taskman app carries besides falcon's own state: ``app.taskman``."""
-
-    config: Config
-    plugins: Plugins
-    database: PooledDatabase
-    app: Any = None
-    state: str = "created"  # created | starting | started | stopping | stopped
-    pid: int | None = None
-    owner: str | None = None
-    _lock: threading.RLock = attrs.field(factory=threading.RLock)
-
-    @property
-    def started(self) -> bool:
-        # Asked on every request: compare with the pid cached for this process
-        # (refreshed in a forked child) instead of calling os.getpid().
-        return self.state == "started" and self.pid == _Process.pid
-
-    def migrations(self) -> Migrations:
-        return Migrations(self.database, self.plugins.migrations())
-
-    def fire_event(self, name: str, payload: Mapping[str, Any]) -> None:
-        """Notify every ``taskman_event`` listener of a domain event."""
-        self.plugins.event(name, payload)
-
-    def start(self, owner: str = "explicit") -> bool:
-        """Run start-up once in this process; return False if it already ran."""
-        with self._lock:
-            if self.started:
-                return False
-            self.state, self.pid, self.owner = "starting", os.getpid(), owner
-            try:
-                self._apply_or_check_migrations()
-                self.plugins.startup(self.app, self.config)
-            except BaseException:
-                self.state = "created"
-                raise
-            finally:
-                release_connection(self.database)
-            self.state = "started"
-            if owner != "lifespan":
-                atexit.register(self._stop_at_exit)
-            log.info("startup_complete", extra={"pid": self.pid, "owner": owner})
-            return True
-
-    def stop(self, owner: str | None = None) -> bool:
-        """Run shut-down if this process started; ``owner`` stops only what it started."""
-        with self._lock:
-            if not self.started or (owner is not None and owner != self.owner):
-                return False
-            self.state = "stopping"
-            atexit.unregister(self._stop_at_exit)
-            try:
-                for failure in self.plugins.shutdown(self.app, self.config):
-                    log.error("shutdown_hook_failed", extra={"error": str(failure)})
-            finally:
-                release_connection(self.database)
-                self.database.close_all()
-                self.state = "stopped"
-            log.info("shutdown_complete", extra={"pid": self.pid, "owner": self.owner})
-            return True
-
-    def _stop_at_exit(self) -> None:
-        self.stop()
-
-    def _apply_or_check_migrations(self) -> None:
-        migrations = self.migrations()
-        if not migrations.runners:
-            return
-        pending = migrations.pending()
-        if not pending:
-            return
-        if self.config.environment in AUTO_MIGRATE_ENVIRONMENTS:
-            applied = migrations.apply()
-            log.info("migrations_applied", extra={"migrations": applied})
-        else:
-            raise PendingMigrationsError(pending)
 
 
 class App(falcon.App):  # type: ignore[type-arg]
@@ -199,9 +132,10 @@ class App(falcon.App):  # type: ignore[type-arg]
 
     def __call__(self, env: Any, start_response: Any) -> Any:
         runtime = self.taskman
-        if runtime.state != "started" or runtime.pid != _Process.pid:
+        if runtime.state != "started" or runtime.pid != current_pid():
             runtime.start(owner="first-request")
-        return super().__call__(env, start_response)
+        with using(runtime.database):  # this app's database while it serves the request
+            return super().__call__(env, start_response)
 
 
 class AsgiApp(falcon.asgi.App):  # type: ignore[type-arg]
@@ -211,15 +145,29 @@ class AsgiApp(falcon.asgi.App):  # type: ignore[type-arg]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
         runtime = self.taskman
-        if (runtime.state != "started" or runtime.pid != _Process.pid) and scope["type"] != "lifespan":
+        if (runtime.state != "started" or runtime.pid != current_pid()) and scope["type"] != "lifespan":
             await asyncio.to_thread(runtime.start, "first-request")
+        if scope["type"] == "lifespan" and not debugging(runtime.config):
+            send = _one_line_startup_failure(send, runtime)
         try:
-            await super().__call__(scope, receive, send)
+            with using(runtime.database):  # this app's database while it serves (threads it hands work to too)
+                await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
             # The server gave up on this request (graceful shutdown timed out): answer
             # 503 problem+json rather than let it send a bare 500, unless the response began.
             if scope["type"] != "http" or not await _send_cut_off(send, runtime.config.database.retry_after):
                 raise
+
+
+def _one_line_startup_failure(send: Any, runtime: Runtime) -> Any:
+    """Falcon reports a failed start-up to the server with the whole traceback: say it in one line."""
+
+    async def send_one_line(message: dict[str, Any]) -> None:
+        if message.get("type") == "lifespan.startup.failed" and runtime.startup_failure:
+            message = {**message, "message": f"taskman: error: {runtime.startup_failure}"}
+        await send(message)
+
+    return send_one_line
 
 
 _CUT_OFF = json.dumps(
@@ -279,6 +227,31 @@ def wrap_responders(resource: object, wrappers: Sequence[Callable[[Callable[...,
     return type(type(resource).__name__, (), namespace)()
 
 
+def answering_head(resource: object) -> object:
+    """``resource``, answering HEAD wherever it answers GET (RFC 9110 section 9.1: a server MUST support both).
+
+    The HEAD responder is the GET one: falcon sends the headers (Content-Length
+    included) and no body.  A resource with its own ``on_head`` keeps it.
+    """
+    names = [n for n in dir(resource) if n.startswith(RESPONDER_PREFIX) and callable(getattr(resource, n))]
+    heads = {
+        "on_head" + name.removeprefix("on_get"): getattr(resource, name)
+        for name in names
+        if name.startswith("on_get") and "on_head" + name.removeprefix("on_get") not in names
+    }
+    if not heads:
+        return resource
+    namespace: dict[str, Any] = {"wrapped": resource, "__getattr__": lambda self, name: getattr(resource, name)}
+    for name in names:
+        namespace[name] = staticmethod(getattr(resource, name))
+    for name, responder in heads.items():
+        namespace[name] = staticmethod(responder)
+    stand_in = type(type(resource).__name__, (), namespace)
+    if is_nonblocking(resource):
+        stand_in.taskman_nonblocking = True  # type: ignore[attr-defined]
+    return stand_in()
+
+
 def _add_routes(
     app: falcon.App,  # type: ignore[type-arg]
     routes: Iterable[RouteContribution],
@@ -297,7 +270,7 @@ def _add_routes(
                 f"({plugins.distribution_of(route.plugin)})"
             )
         owners[key] = route
-        resource = wrap_responders(route.resource, wrappers)
+        resource = wrap_responders(answering_head(route.resource), wrappers)
         resource = adapt_resource(resource) if asgi else resource
         try:
             app.add_route(route.uri_template, resource, **route.kwargs)
@@ -309,48 +282,45 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
     """Build the app from every enabled plugin.
 
     ``config`` defaults to :func:`taskman.config.load_config`; ``plugins``
-    adds plugin objects to the discovered ones (handy in tests).  Start-up
-    hooks do not run here: see the module docstring.
+    adds plugin objects to the discovered ones (handy in tests).  Every
+    build-time check runs here (``taskman check`` builds both flavours);
+    start-up hooks do not: see the module docstring.
     """
     extra = list(plugins)
     if config is None:
         config = load_config(extra_plugins=extra)
-    check_safeguards(config)
-    registry = Plugins.discover(config.plugins.disable, extra)
-    registry.configure(config)
+    check_safeguards(config, extra)
+    registry = Plugins.discover(config.plugins.disable, extra, config.plugins.directory)
     db = make_database(config.database)
     database.initialize(db)
-    runtime = Runtime(config=config, plugins=registry, database=db)
-
-    contributed = registry.middleware(config)
-    middleware: list[Any]
-    if asgi:
-        middleware = [_LifespanMiddleware(runtime), *(adapt_middleware(mw) for _, mw in contributed)]
-    else:
-        middleware = [_ConnectionMiddleware(), *(mw for _, mw in contributed)]
-    for plugin, component in contributed:
-        if not any(hasattr(component, m) for m in MIDDLEWARE_METHOD_NAMES):
-            raise PluginError(
-                plugin,
-                registry.distribution_of(plugin),
-                f"{component!r} has no middleware method",
-                "taskman_middleware",
-            )
-
-    # Responders reach the runtime (to fire events, say) as ``req.taskman``: a
-    # class attribute of this app's request type, so it costs no per-request work.
-    base_request: type = falcon.asgi.Request if asgi else falcon.Request
-    request_type = type("Request", (base_request,), {"taskman": runtime})
-    app: App | AsgiApp
-    if asgi:
-        app = AsgiApp(middleware=middleware, request_type=request_type)
-    else:
-        app = App(middleware=middleware, request_type=request_type)
-    app.taskman = runtime
-    runtime.app = app
-    errors.install(app, asgi=asgi, retry_after=config.database.retry_after, unavailable=UNAVAILABLE_ERRORS)
-    wrappers = [wrapper for _, wrapper in registry.responder_wrappers(config)]
-    _add_routes(app, registry.routes(config), registry, asgi, wrappers)
+    runtime = Runtime(config=config, plugins=registry, database=db, asgi=asgi)
+    registry.runtime = runtime
+    registry.on_contained_failure = runtime.report_failure
+    with runtime.activated():
+        registry.configure(config)
+        try:
+            pipeline = Pipeline.compile(registry.middleware(config))
+        except PipelineError as exc:
+            raise registry.error(exc.plugin, str(exc), "taskman_middleware") from None
+        core: list[Any] = [_LifespanMiddleware(runtime)] if asgi else [_ConnectionMiddleware(db)]
+        # Responders reach the runtime (to fire events, say) as ``req.taskman``: a
+        # class attribute of this app's request type, so it costs no per-request work.
+        base_request: type = falcon.asgi.Request if asgi else falcon.Request
+        request_type = type("Request", (base_request,), {"taskman": runtime})
+        app: App | AsgiApp
+        app_class = AsgiApp if asgi else App
+        middleware: list[Any] = [*core, *pipeline.middleware(asgi=asgi)]
+        app = app_class(middleware=middleware, request_type=request_type)
+        app.taskman = runtime
+        runtime.app = app
+        runtime.pipeline = pipeline
+        errors.install(app, asgi=asgi, retry_after=config.database.retry_after, unavailable=UNAVAILABLE_ERRORS)
+        # Events wait for the responder to return (outermost), outside any time limit a plugin adds.
+        wrappers = [functools.partial(deferring_events, runtime)]
+        wrappers += [wrapper for _, wrapper in registry.responder_wrappers(config)]
+        runtime.routes = registry.routes(config)
+        _add_routes(app, runtime.routes, registry, asgi, wrappers)
+        registry.validate(config)
     if config.database.echo_sql:
         logging.getLogger("peewee").setLevel(logging.DEBUG)
     return app

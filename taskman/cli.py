@@ -7,6 +7,7 @@ extends, so the CLI is click.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -21,10 +22,10 @@ import click
 import falcon
 
 from taskman import servers
-from taskman.config import Config, ConfigError, load_config
-from taskman.db import UNAVAILABLE_ERRORS, make_database, ping
-from taskman.migrations import MigrationError, Migrations
+from taskman.config import Config, env_name, load_config, plugin_selection
+from taskman.db import ping
 from taskman.plugins import PluginError, Plugins
+from taskman.runtime import STARTUP_FAILURES, Runtime, debugging, describe_failure
 
 EXIT_OK = 0
 EXIT_STARTUP = 1  # bad config, broken plugin, route conflict
@@ -32,19 +33,44 @@ EXIT_CONFIG = 3
 EXIT_DATABASE = 4
 EXIT_MIGRATIONS = 5
 
-_EXPECTED = (ConfigError, PluginError, MigrationError, *UNAVAILABLE_ERRORS)
-
 
 @attrs.define
 class CliState:
+    """What one ``taskman`` invocation knows: the config file, --debug, and the app it built (once)."""
+
     config_file: str | None = None
     debug: bool = False
     _config: Config | None = None
+    _runtimes: dict[bool, Runtime] = attrs.field(factory=dict)
+
+    def use_config_file(self, path: str) -> None:
+        if path != self.config_file:
+            # Given after a subcommand: what was loaded (to find plugin commands) was the default.
+            self.config_file = path
+            self.forget()
+
+    def forget(self) -> None:
+        """Load the config (and build the app) again on next use: its sources changed."""
+        self.close()
+        self._config = None
+        self._runtimes.clear()
 
     def config(self) -> Config:
         if self._config is None:
             self._config = load_config(self.config_file)
         return self._config
+
+    def runtime(self, *, asgi: bool = False) -> Runtime:
+        """The app every command works with, built the way ``serve`` builds it (the one bootstrap path)."""
+        from taskman.app import create_app
+
+        if asgi not in self._runtimes:
+            self._runtimes[asgi] = create_app(self.config(), asgi=asgi).taskman
+        return self._runtimes[asgi]
+
+    def close(self) -> None:
+        for runtime in self._runtimes.values():
+            runtime.database.close_all()
 
 
 def _fail(message: str, code: int = EXIT_STARTUP) -> NoReturn:
@@ -55,25 +81,18 @@ def _fail(message: str, code: int = EXIT_STARTUP) -> NoReturn:
 @contextmanager
 def reported(state: CliState, code: int = EXIT_STARTUP) -> Iterator[None]:
     """Turn a start-up failure into one line on stderr (the traceback only with --debug)."""
-    from taskman.app import StartupError
-
     try:
         yield
-    except (*_EXPECTED, StartupError) as exc:
-        if state.debug or os.environ.get("APP_DEBUG", "").lower() in ("1", "true", "yes", "on"):
+    except STARTUP_FAILURES as exc:
+        if state.debug or debugging():
             traceback.print_exc()
-        message = str(exc)
-        if isinstance(exc, UNAVAILABLE_ERRORS):
-            message = f"database unavailable: {type(exc).__name__}: {exc}".strip()
-        if isinstance(exc, ConfigError):
-            message = f"invalid configuration: {exc}"
-        _fail(message, code)
+        _fail(describe_failure(exc), code)
 
 
 def _config_option(func: Callable[..., Any]) -> Callable[..., Any]:
     def remember(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
         if value:
-            ctx.ensure_object(CliState).config_file = value
+            ctx.ensure_object(CliState).use_config_file(value)
         return value
 
     return click.option(
@@ -117,7 +136,10 @@ class TaskmanGroup(click.Group):
             group = ctx.meta["taskman.plugin_commands"] = click.Group("taskman")
             state = ctx.ensure_object(CliState)
             with reported(state):
-                Plugins.discover(state.config().plugins.disable).cli(group)
+                config = state.config()
+                Plugins.discover(config.plugins.disable, folder=config.plugins.directory).cli(group)
+            for command in group.commands.values():
+                _accept_common_options(command)
         return group  # type: ignore[no-any-return]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
@@ -131,6 +153,39 @@ class TaskmanGroup(click.Group):
         with contextlib.suppress(SystemExit):  # help still lists the built-in commands
             names += self._plugin_commands(ctx).list_commands(ctx)
         return sorted(set(names))
+
+
+def _accept_common_options(command: click.Command) -> None:
+    """``--config`` and ``--debug`` work after a plugin's subcommand too, as after the built-in ones."""
+    names = {name for param in command.params for name in getattr(param, "opts", ())}
+    if "--config" not in names:
+        _config_option(command)
+    if "--debug" not in names:
+        _debug_option(command)
+    for sub in getattr(command, "commands", {}).values():
+        _accept_common_options(sub)
+
+
+def pass_runtime(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a plugin's click command the app's :class:`~taskman.Runtime` as its first argument.
+
+    The app is built as ``serve`` builds it (effective config, ``--config``,
+    every plugin); a start-up failure is one line, as for built-in commands.
+    """
+
+    @click.pass_context
+    @functools.wraps(command)
+    def run(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        state = ctx.ensure_object(CliState)
+        with reported(state):
+            runtime = state.runtime()
+        try:
+            with runtime.activated():
+                return command(runtime, *args, **kwargs)
+        finally:
+            state.close()
+
+    return run
 
 
 @click.group(cls=TaskmanGroup)
@@ -154,21 +209,40 @@ def _state(ctx: click.Context) -> CliState:
 @click.option("--port", type=int, default=None, help="TCP port (default: server.port, 8000).")
 @click.option("--asgi/--wsgi", "asgi", default=None, help="uvicorn (ASGI, default) or gunicorn (WSGI).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default: 1).")
+@click.option(
+    "--plugins-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Also load every *.py in this folder as a plugin (development; plugins.directory).",
+)
 @_config_option
 @_debug_option
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | None, workers: int | None) -> None:
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    asgi: bool | None,
+    workers: int | None,
+    plugins_dir: str | None,
+) -> None:
     """Serve the app: ASGI under uvicorn by default, WSGI under gunicorn with --wsgi."""
     state = _state(ctx)
+    if plugins_dir:
+        # The workers build their own app from the environment: tell them too.
+        os.environ[env_name("plugins", "directory")] = os.path.abspath(plugins_dir)
+        state.forget()
+    if state.debug:
+        os.environ["APP_DEBUG"] = "true"  # workers report their start-up failures with tracebacks too
     with reported(state):
         config = state.config()
         use_asgi = (config.server.flavour == "asgi") if asgi is None else asgi
-        registry = _preflight(config, asgi=use_asgi)
+        runtime = _preflight(state, asgi=use_asgi)
         server = config.server
         host = host or server.host
         port = port or server.port
         workers = workers or server.workers
-        registry.serve(config, workers)
+        runtime.plugins.serve(config, workers)
     if config.file is not None:
         # Workers load their own config: make sure they read the same file.
         os.environ["APP_CONFIG_FILE"] = str(config.file.resolve())
@@ -190,27 +264,17 @@ def _announce(message: str, *, event: str, **fields: Any) -> None:
         click.echo(f"taskman: {message}", err=True)
 
 
-def _preflight(config: Config, *, asgi: bool) -> Plugins:
+def _preflight(state: CliState, *, asgi: bool) -> Runtime:
     """Fail in the parent, with one line, before any worker starts; apply migrations once."""
-    from taskman.app import AUTO_MIGRATE_ENVIRONMENTS, PendingMigrationsError, create_app
-
-    app = create_app(config, asgi=asgi)
-    migrations = app.taskman.migrations()
+    runtime = state.runtime(asgi=asgi)
     try:
-        if migrations.runners:
-            if config.environment in AUTO_MIGRATE_ENVIRONMENTS:
-                applied = migrations.apply()
-                if applied:
-                    _announce(
-                        f"applied migrations: {', '.join(applied)}", event="migrations_applied", migrations=applied
-                    )
-            else:
-                pending = migrations.pending()
-                if pending:
-                    raise PendingMigrationsError(pending)
+        with runtime.activated():
+            applied = runtime.ensure_migrated()
+        if applied:
+            _announce(f"applied migrations: {', '.join(applied)}", event="migrations_applied", migrations=applied)
     finally:
-        app.taskman.database.close_all()
-    return app.taskman.plugins
+        state.close()
+    return runtime
 
 
 # -- introspection ----------------------------------------------------------
@@ -222,17 +286,30 @@ def _preflight(config: Config, *, asgi: bool) -> Plugins:
 @_debug_option
 @click.pass_context
 def plugins_command(ctx: click.Context, as_json: bool) -> None:
-    """List installed plugins: name, distribution, version, state and hooks."""
+    """List installed plugins: name, distribution, version, state and hooks (broken ones too, marked)."""
     state = _state(ctx)
+    failure: PluginError | None = None
     with reported(state):
-        infos = Plugins.discover(state.config().plugins.disable).infos()
+        try:
+            config = state.config()
+            disable, folder = config.plugins.disable, config.plugins.directory
+        except PluginError as exc:  # list them all anyway, then say what is broken
+            failure = exc
+            disable, folder = plugin_selection(state.config_file)
+        infos = Plugins.survey(disable, folder=folder)
     if as_json:
         click.echo(json.dumps([attrs.asdict(i) for i in infos], indent=2))
-        return
-    for info in infos:
-        status = "enabled" if info.enabled else "disabled"
-        hooks = ", ".join(info.hooks) if info.enabled else "-"
-        click.echo(f"{info.name:<20} {info.distribution} {info.version:<10} {status:<9} {hooks}")
+    else:
+        for info in infos:
+            status = "broken" if info.error else "enabled" if info.enabled else "disabled"
+            detail = info.error or (", ".join(info.hooks) if info.enabled else "-")
+            click.echo(f"{info.name:<20} {info.distribution} {info.version:<10} {status:<9} {detail}")
+    broken = next((i for i in infos if i.error), None)
+    if failure is None and broken is not None:
+        failure = PluginError(broken.name, broken.distribution, broken.error or "")
+    if failure is not None:
+        with reported(state):
+            raise failure
 
 
 @cli.command()
@@ -243,9 +320,8 @@ def routes(ctx: click.Context) -> None:
     """List every route with its methods and the plugin that serves it."""
     state = _state(ctx)
     with reported(state):
-        config = state.config()
-        registry = Plugins.discover(config.plugins.disable)
-        contributions = registry.routes(config)
+        contributions = state.runtime().routes
+    state.close()
     for route in sorted(contributions, key=lambda r: r.uri_template):
         suffix = route.kwargs.get("suffix")
         methods = [
@@ -254,6 +330,43 @@ def routes(ctx: click.Context) -> None:
             if hasattr(route.resource, f"on_{m.lower()}" + (f"_{suffix}" if suffix else ""))
         ]
         click.echo(f"{route.uri_template:<40} {','.join(methods):<30} {route.plugin}")
+
+
+@cli.command("middleware")
+@click.option("--asgi/--wsgi", "asgi", default=None, help="The chain of this flavour (default: server.flavour).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_config_option
+@_debug_option
+@click.pass_context
+def middleware_command(ctx: click.Context, asgi: bool | None, as_json: bool) -> None:
+    """Print the request pipeline: every middleware in the order it runs, with its stage and plugin."""
+    state = _state(ctx)
+    with reported(state):
+        use_asgi = (state.config().server.flavour == "asgi") if asgi is None else asgi
+        rows = state.runtime(asgi=use_asgi).pipeline.describe(asgi=use_asgi)
+    state.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        stage = row["stage"] if row["declared"] else f"{row['stage']} (default)"
+        methods = ", ".join(f"{name} ({how})" for name, how in row["methods"].items())
+        click.echo(f"{stage:<20} {row['plugin']:<18} {row['middleware']:<28} {methods}")
+
+
+@cli.command("hooks")
+@_config_option
+@_debug_option
+@click.pass_context
+def hooks_command(ctx: click.Context) -> None:
+    """Print the index of every hook (the core's and the enabled plugins'), as a Markdown table."""
+    from taskman.reference import hook_index, markdown_table
+
+    state = _state(ctx)
+    with reported(state):
+        config = state.config()
+        entries = hook_index(Plugins.discover(config.plugins.disable, folder=config.plugins.directory))
+    click.echo(markdown_table(entries), nl=False)
 
 
 @cli.command("config")
@@ -276,11 +389,6 @@ def config_command(ctx: click.Context, as_json: bool) -> None:
 # -- database ---------------------------------------------------------------
 
 
-def _migrations(config: Config) -> Migrations:
-    registry = Plugins.discover(config.plugins.disable)
-    return Migrations(make_database(config.database), registry.migrations())
-
-
 @cli.group(invoke_without_command=True)
 @_config_option
 @_debug_option
@@ -297,7 +405,8 @@ def migrate_apply(ctx: click.Context) -> None:
     """Apply every pending migration."""
     state = _state(ctx)
     with reported(state):
-        applied = _migrations(state.config()).apply()
+        applied = state.runtime().migrations().apply()
+    state.close()
     click.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
 
 
@@ -307,7 +416,8 @@ def migrate_status(ctx: click.Context) -> None:
     """List every migration and whether it is applied."""
     state = _state(ctx)
     with reported(state):
-        rows = _migrations(state.config()).status()
+        rows = state.runtime().migrations().status()
+    state.close()
     for row in rows:
         when = row.applied_at.isoformat(timespec="seconds") if row.applied_at else "pending"
         missing = "  (file missing)" if row.file_missing else ""
@@ -320,7 +430,8 @@ def migrate_rollback(ctx: click.Context) -> None:
     """Revert the most recently applied migration."""
     state = _state(ctx)
     with reported(state):
-        name = _migrations(state.config()).rollback()
+        name = state.runtime().migrations().rollback()
+    state.close()
     click.echo(f"rolled back {name}" if name else "nothing to roll back")
 
 
@@ -329,19 +440,18 @@ def migrate_rollback(ctx: click.Context) -> None:
 @_debug_option
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Check config, database and migrations; the exit code says which failed (3, 4, 5)."""
+    """Build the app for both flavours and check config, plugins, database and migrations (exit 3, 4, 5)."""
     state = _state(ctx)
     with reported(state, EXIT_CONFIG):
-        config = state.config()
-        registry = Plugins.discover(config.plugins.disable)
-        registry.routes(config)
+        runtime = state.runtime(asgi=False)
+        state.runtime(asgi=True)
     click.echo("config: ok")
-    db = make_database(config.database)
     with reported(state, EXIT_DATABASE):
-        ping(db)
+        ping(runtime.database)
     click.echo("database: ok")
     with reported(state, EXIT_DATABASE):
-        pending = Migrations(db, registry.migrations()).pending()
+        pending = runtime.migrations().pending()
+    state.close()
     if pending:
         _fail(f"migrations pending: {', '.join(pending)}", EXIT_MIGRATIONS)
     click.echo("migrations: ok")

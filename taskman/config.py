@@ -14,7 +14,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
@@ -33,8 +33,44 @@ T = TypeVar("T")
 Environment = Literal["development", "testing", "staging", "production"]
 
 
-def _field(default: Any, help: str, validator: Any = None) -> Any:
+def setting(default: Any, help: str, validator: Any = None) -> Any:
+    """One key of a settings section: its default, the help ``taskman config`` shows, its attrs validators."""
     return attrs.field(default=default, validator=validator, metadata={"help": help})
+
+
+_field = setting
+
+#: Where :func:`settings_section` records a settings class's section name.
+SECTION_ATTRIBUTE = "__taskman_section__"
+
+
+def settings_section(name: str) -> Callable[[type[T]], type[T]]:
+    """Declare an attrs class as the config section ``[name]``; return it from ``taskman_settings``.
+
+    The name is written once: ``runtime.settings(MySettings)`` finds the
+    section by the class, and a class no plugin declared is an error.
+    """
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"settings section name {name!r} must be lower_snake_case")
+
+    def declare(cls: type[T]) -> type[T]:
+        declared: type[T] = cls
+        if not attrs.has(cls):
+            raise TypeError(f"{cls.__name__} must be an attrs class to be a settings section")
+        setattr(declared, SECTION_ATTRIBUTE, name)
+        return declared
+
+    return declare
+
+
+def section_name(cls: type) -> str | None:
+    """The section a settings class was declared for, if any."""
+    name = cls.__dict__.get(SECTION_ATTRIBUTE)
+    return name if isinstance(name, str) else None
+
+
+class UnknownSettingsError(LookupError):
+    """A settings lookup for a class that is not an enabled plugin's declared section."""
 
 
 @attrs.frozen
@@ -78,6 +114,9 @@ class PluginSettings:
     """The ``[plugins]`` section."""
 
     disable: tuple[str, ...] = _field((), "names of plugins to switch off")
+    directory: str | None = _field(
+        None, "a folder whose *.py files load as plugins, unpackaged (development; taskman serve --plugins-dir)"
+    )
 
 
 @attrs.frozen
@@ -157,6 +196,19 @@ class Config:
 
     def section(self, name: str) -> Any:
         return self.sections[name]
+
+    def settings(self, settings_class: type[T]) -> T:
+        """The effective values of a declared settings section (see :func:`settings_section`)."""
+        name = section_name(settings_class)
+        if name is None:
+            raise UnknownSettingsError(f"{settings_class.__name__} is not declared with taskman.settings_section")
+        value = self.sections.get(name)
+        if not isinstance(value, settings_class):
+            raise UnknownSettingsError(
+                f"no settings section [{name}] ({settings_class.__name__}) in this config: "
+                "its plugin is disabled or not installed"
+            )
+        return value
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -416,27 +468,44 @@ def build_config(
     )
 
 
-def _disable_list(
-    file: Path | None, data: Mapping[str, Any], environ: Mapping[str, str], overrides: Mapping[str, Any] | None
-) -> tuple[tuple[str, ...], str]:
-    """Read ``plugins.disable`` before anything else: it decides which plugins get imported."""
+def _plugins_key(
+    key: str,
+    tp: Any,
+    file: Path | None,
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+) -> tuple[Any, str]:
+    """Read a ``[plugins]`` key before anything else: it decides which plugins get imported."""
     candidates: list[tuple[Any, str, bool]] = []
     section = data.get("plugins")
-    if isinstance(section, Mapping) and "disable" in section:
-        candidates.append((section["disable"], f"file {file}", False))
-    var = env_name("plugins", "disable")
+    if isinstance(section, Mapping) and key in section:
+        candidates.append((section[key], f"file {file}", False))
+    var = env_name("plugins", key)
     if var in environ:
         candidates.append((environ[var], f"env {var}", True))
     section = (overrides or {}).get("plugins")
-    if isinstance(section, Mapping) and "disable" in section:
-        candidates.append((section["disable"], "override", False))
+    if isinstance(section, Mapping) and key in section:
+        candidates.append((section[key], "override", False))
     if not candidates:
-        return (), "default"
+        return None, "default"
     value, source, from_env = candidates[-1]
     try:
-        return coerce(value, tuple[str, ...], from_env=from_env), source
+        return coerce(value, tp, from_env=from_env), source
     except ValueError as exc:
-        raise ConfigError([Problem("plugins.disable", source, str(exc))]) from None
+        raise ConfigError([Problem(f"plugins.{key}", source, str(exc))]) from None
+
+
+def plugin_selection(
+    file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[tuple[str, ...], str | None]:
+    """``(plugins.disable, plugins.directory)`` alone: what a listing needs when a plugin cannot load."""
+    environ = os.environ if environ is None else environ
+    path = find_config_file(file, environ)
+    data = read_toml(path) if path is not None else {}
+    disable, _ = _plugins_key("disable", tuple[str, ...], path, data, environ, None)
+    folder, _ = _plugins_key("directory", str | None, path, data, environ, None)
+    return disable or (), folder
 
 
 def load_config(
@@ -460,10 +529,14 @@ def load_config(
     environ = os.environ if environ is None else environ
     path = find_config_file(file, environ)
     data = read_toml(path) if path is not None else {}
-    disable, disable_source = _disable_list(path, data, environ, overrides)
+    disable, disable_source = _plugins_key("disable", tuple[str, ...], path, data, environ, overrides)
+    disable = disable or ()
+    folder, folder_source = _plugins_key("directory", str | None, path, data, environ, overrides)
+    if folder and not Path(folder).is_dir():
+        raise ConfigError([Problem("plugins.directory", folder_source, f"no such folder: {folder}")])
     if sections is None:
         try:
-            sections = Plugins.discover(disable, extra_plugins).settings()
+            sections = Plugins.discover(disable, extra_plugins, folder).settings()
         except UnknownPluginError as exc:
             raise ConfigError([Problem("plugins.disable", disable_source, str(exc))]) from None
     return build_config(

@@ -8,7 +8,10 @@ offloaded sync call under ASGI), also when the request fails.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import heapq
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -17,8 +20,47 @@ from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase, Poo
 
 from taskman.config import DatabaseSettings
 
-#: Bind plugin models to this proxy: ``class Meta: database = taskman.db.database``.
-database = peewee.DatabaseProxy()
+#: The database of the app being served in this context (a request, a hook call, a command).
+_current: contextvars.ContextVar[peewee.Database | None] = contextvars.ContextVar("taskman_database", default=None)
+
+
+class AppDatabase(peewee.DatabaseProxy):  # type: ignore[misc]
+    """A proxy to the database of the app at work in the current context.
+
+    Models bind to it once, at import; each app activates its own database
+    around its requests and hooks (:func:`using`), so two apps in one process
+    never share one.  Outside any app it is the database of the app built last.
+    """
+
+    __slots__ = ("_default",)
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_callbacks", [])
+        object.__setattr__(self, "_default", None)
+
+    def initialize(self, obj: Any) -> None:
+        object.__setattr__(self, "_default", obj)
+        for callback in self._callbacks:
+            callback(obj)
+
+    @property
+    def obj(self) -> Any:
+        current = _current.get()
+        return self._default if current is None else current
+
+
+@contextlib.contextmanager
+def using(db: peewee.Database) -> Iterator[None]:
+    """Point :data:`database` at ``db`` in this context (and the threads it hands work to)."""
+    token = _current.set(db)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+#: Bind plugin models to this proxy: ``class Meta: database = taskman.database``.
+database = AppDatabase()
 
 #: Errors that mean "the database cannot serve right now": answered with 503 + Retry-After.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (

@@ -281,7 +281,7 @@ def test_a_route_nobody_declared_needs_admin(enforced: Client) -> None:
 def test_every_route_of_every_builtin_plugin_declares_its_access(make_config: Callable[..., Any]) -> None:
     config = make_config(environ=ENFORCED)
     app = taskman.create_app(config)
-    table = auth_plugin.access_table(app, config.auth)
+    table = auth_plugin.access_table(app.taskman, config.auth)
     assert table.requirements, "no routes found"
     assert table.undeclared == []
 
@@ -391,15 +391,18 @@ def test_serve_in_development_bootstraps_one_token(
     make_config: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = make_config(environ=ENFORCED, overrides={"environment": "development"})
-    auth_plugin.taskman_serve(config, 1)
+    development = taskman.create_app(config).taskman
+    capsys.readouterr()
+    auth_plugin.taskman_serve(development)
     out, err = capsys.readouterr()
     token = out.strip().splitlines()[-1]
     assert TOKEN_SHAPE.fullmatch(token) and "shown only now" in err
-    auth_plugin.taskman_serve(config, 1)  # a token exists now: nothing is created or printed
-    assert capsys.readouterr() == ("", "")
-    testing = make_config(environ=ENFORCED)
-    auth_plugin.taskman_serve(testing, 1)
-    assert capsys.readouterr() == ("", "")
+    auth_plugin.taskman_serve(development)  # a token exists now: nothing is created or printed
+    assert capsys.readouterr().out == ""
+    testing = taskman.create_app(make_config(environ=ENFORCED)).taskman
+    capsys.readouterr()
+    auth_plugin.taskman_serve(testing)
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.servers

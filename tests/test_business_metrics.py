@@ -208,7 +208,7 @@ def test_bad_payloads_are_counted_and_logged_never_raised(
 
 def test_other_events_are_left_alone(make_client: Client) -> None:
     client = make_client()
-    recorder = business_metrics.current()
+    recorder = business_metrics.current(client.app.taskman)
     assert recorder is not None
     assert recorder.handle("audit.logged", {"anything": 1}) is False
     client.app.taskman.fire_event("task.deleted", {"task_id": 1})
@@ -334,7 +334,7 @@ def test_without_the_metrics_plugin_events_are_ignored_and_the_app_runs(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="taskman.business_metrics"):
         client = make_client(environ={"APP_PLUGINS__DISABLE": "metrics"})
-    assert business_metrics.current() is None
+    assert business_metrics.current(client.app.taskman) is None
     assert any(r.getMessage() == "business_metrics_inactive" for r in caplog.records)
     client.app.taskman.fire_event("task.created", {"priority": "high"})
     client.app.taskman.fire_event("task.status_changed", {})  # not even validated

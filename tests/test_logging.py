@@ -247,16 +247,17 @@ class BadProcessorPlugin:
 
 
 def test_taskman_log_processors_results_are_collected_in_plugin_order(make_config: Callable[..., Any]) -> None:
-    plugins = Plugins.discover(extra=[TagPlugin()])
-    assert plugins.manager.hook.taskman_log_processors.spec is not None
-    assert log_processors(plugins, make_config()) == [add_tag, Redactor()]
-    disabled = Plugins.discover(disable=["redaction"], extra=[TagPlugin()])
-    assert log_processors(disabled, make_config()) == [add_tag]
+    runtime = taskman.create_app(make_config(plugins=(TagPlugin(),)), plugins=[TagPlugin()]).taskman
+    assert runtime.plugins.manager.hook.taskman_log_processors.spec is not None
+    assert [p.processor for p in log_processors(runtime)] == [add_tag, Redactor()]
+    environ = {"APP_PLUGINS__DISABLE": "redaction"}
+    disabled = taskman.create_app(make_config(environ=environ, plugins=(TagPlugin(),)), plugins=[TagPlugin()]).taskman
+    assert [p.processor for p in log_processors(disabled)] == [add_tag]
 
 
 def test_a_processor_that_is_not_callable_names_its_plugin(make_config: Callable[..., Any]) -> None:
     with pytest.raises(PluginError, match=r"plugin 'bad_processors'.*taskman_log_processors.*not a structlog"):
-        log_processors(Plugins.discover(extra=[BadProcessorPlugin()]), make_config())
+        taskman.create_app(make_config(plugins=(BadProcessorPlugin(),)), plugins=[BadProcessorPlugin()])
 
 
 TAGGER_MODULE = """

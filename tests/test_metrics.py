@@ -119,7 +119,7 @@ class InFlight:
         self.plugin = plugin
 
     def on_get(self, req: Any, resp: Any) -> None:
-        state = metrics_state(self.plugin.config)
+        state = metrics_state(self.plugin.runtime)
         labels = {"http_request_method": "GET", "url_scheme": "http"}
         resp.media = {"active": state.metrics.sample("http_server_active_requests", labels)}
 
@@ -128,11 +128,11 @@ class ThingsPlugin:
     taskman_plugin_name = "things"
 
     def __init__(self) -> None:
-        self.config: Any = None
+        self.runtime: Any = None
 
     @taskman.hookimpl
-    def taskman_routes(self, config: Any) -> list[tuple[str, object]]:
-        self.config = config
+    def taskman_routes(self, runtime: Any) -> list[tuple[str, object]]:
+        self.runtime = runtime
         return [
             ("/things/{id}", Thing()),
             ("/boom", Boom()),
@@ -617,7 +617,7 @@ def test_requests_in_flight_are_counted_while_they_run(make_client: Client) -> N
 
 def test_process_metrics_outside_taskman_serve(make_client: Client) -> None:
     client = make_client()
-    state: MetricsState = metrics_state(client.app.taskman.config)
+    state: MetricsState = metrics_state(client.app.taskman)
     assert not state.metrics.multiprocess, "no PROMETHEUS_MULTIPROC_DIR: a registry of the app's own"
     text = client.simulate_get("/metrics").text
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"):
@@ -645,7 +645,7 @@ def test_multiprocess_mode_in_one_process_keeps_counts_across_an_app_restart(
     directory = prepare_directory(tmp_path / "multiproc")
     monkeypatch.setenv(ENV_VAR, str(directory))
     first = make_client(plugins=(ThingsPlugin(),))
-    assert metrics_state(first.app.taskman.config).metrics.multiprocess
+    assert metrics_state(first.app.taskman).metrics.multiprocess
     for i in range(3):
         first.simulate_get(f"/things/{i}")
     text = first.simulate_get("/metrics").text
@@ -665,8 +665,7 @@ def test_multiprocess_mode_in_one_process_keeps_counts_across_an_app_restart(
 
 
 def test_the_middleware_has_native_methods_for_both_flavours(make_config: Callable[..., Any]) -> None:
-    config = make_config()
-    state = metrics_state(config)
+    state = metrics_state(taskman.create_app(make_config()).taskman)
     middleware = MetricsMiddleware(state.http, state.paths)
     assert adapt_middleware(middleware) is middleware, "ASGI uses its *_async methods: no thread-pool hop"
     for name in ("process_request", "process_response"):
@@ -678,7 +677,7 @@ def test_plugins_declare_metrics_and_collectors_through_taskman_metrics(make_cli
     client = make_client(plugins=(plugin,))
     assert len(plugin.seen) == 1
     metrics, config = plugin.seen[0]
-    assert metrics is metrics_state(client.app.taskman.config).metrics
+    assert metrics is metrics_state(client.app.taskman).metrics
     assert config is client.app.taskman.config
     plugin.widgets.labels("red").inc(3)
     text = client.simulate_get("/metrics").text

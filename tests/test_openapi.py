@@ -16,7 +16,6 @@ import sys
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -50,7 +49,7 @@ from taskman_plugins.openapi.resources import etag_matches, routed_methods
 import taskman
 from taskman import hookimpl
 from taskman.errors import PROBLEM_CONTENT_TYPE, ValidationProblem
-from taskman.plugins import PluginError, Plugins
+from taskman.plugins import PluginError
 from tests.servers import ServerLauncher
 
 Client = Callable[..., falcon.testing.TestClient]
@@ -574,12 +573,11 @@ def test_only_whitelisted_assets_are_served(client: falcon.testing.TestClient) -
     assert again.status_code == 304
 
 
-def test_routes_built_without_configure_build_the_document_on_use(make_config: Callable[..., Any]) -> None:
-    """``taskman routes`` and ``taskman check`` build routes without configuring the plugins."""
-    config = make_config()
-    plugins = Plugins.discover()
-    (resource,) = [r.resource for r in plugins.routes(config) if r.uri_template == DOCUMENT]
-    body, etag = resource.document(SimpleNamespace(config=config, plugins=plugins))
+def test_the_document_is_built_with_the_app(make_config: Callable[..., Any]) -> None:
+    """``taskman check`` builds the app: a broken document fails it before any request."""
+    runtime = taskman.create_app(make_config()).taskman
+    (resource,) = [r.resource for r in runtime.routes if r.uri_template == DOCUMENT]
+    body, etag = resource.document(runtime)
     validate_openapi(json.loads(body))
     assert etag.startswith('"')
 

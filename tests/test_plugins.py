@@ -11,7 +11,7 @@ import pytest
 import taskman
 from taskman.app import RouteConflictError
 from taskman.plugins import PluginError, Plugins, UnknownPluginError, _Candidate
-from tests.sample_plugins import ExplodingPlugin, MiddlewarePlugin, RoutePlugin, SettingsPlugin
+from tests.sample_plugins import ExplodingPlugin, RoutePlugin, SettingsPlugin
 
 
 def test_builtin_plugins_are_found_through_the_entry_point_group() -> None:
@@ -86,19 +86,6 @@ def test_two_plugins_owning_one_settings_section_fail() -> None:
     plugins = Plugins.discover(extra=[SettingsPlugin(), other])
     with pytest.raises(PluginError, match=r"\[greeter\] is already owned"):
         plugins.settings()
-
-
-def test_middleware_runs_in_alphabetical_plugin_order(make_config: Callable[..., Any]) -> None:
-    zeta, alpha = MiddlewarePlugin(), MiddlewarePlugin()
-    zeta.taskman_plugin_name = "zeta"  # type: ignore[misc]
-    alpha.taskman_plugin_name = "alpha"  # type: ignore[misc]
-    plugins = Plugins.discover(extra=[zeta, alpha])
-    order = [name for name, _ in plugins.middleware(make_config())]
-    # The built-ins that ask for tryfirst (logging, request_id...) wrap everything
-    # else, in name order among themselves; the rest follow in name order, then
-    # those that ask for trylast (limits, ratelimit: they may refuse a request early).
-    assert order.index("logging") < order.index("request_id") < order.index("alpha") < order.index("zeta")
-    assert order.index("auth") < order.index("zeta") < min(order.index("limits"), order.index("ratelimit"))
 
 
 def test_middleware_without_methods_is_a_named_error(make_config: Callable[..., Any]) -> None:

@@ -36,7 +36,6 @@ from taskman_plugins.ratelimit.backends import Hit
 import taskman
 from taskman import hookimpl
 from taskman.config import Config, ConfigError
-from taskman.plugins import Plugins
 from tests.helpers import free_port
 from tests.redis_server import RedisServer
 
@@ -393,9 +392,11 @@ def test_the_middleware_comes_after_the_request_id_logging_and_metrics_middlewar
     make_config: Callable[..., Config],
 ) -> None:
     """So a 429 still gets its request id, its access log line and its metrics."""
-    config = make_config()
-    order = [name for name, _ in Plugins.discover(config.plugins.disable).middleware(config)]
+    steps = [(step.plugin, step.stage) for step in taskman.create_app(make_config()).taskman.pipeline.steps]
+    order = [plugin for plugin, _ in steps]
     assert order.index("ratelimit") > max(order.index(name) for name in ("request_id", "logging", "metrics"))
+    # Admission counts the request before auth enforces the route's rule (a 401 is counted too).
+    assert steps.index(("ratelimit", "admit")) < steps.index(("auth", "authorize"))
 
 
 # -- HTTP, memory storage ---------------------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def test_cli_plugins_lists_hello(hello_site: Path, tmp_path: Path) -> None:
         "version": "1.0.0",
         "enabled": True,
         "hooks": ["taskman_routes"],
+        "error": None,
     }
     assert rows["request_id"]["distribution"] == "taskman"  # the built-ins are still there
 
@@ -248,6 +249,7 @@ def test_disabled_broken_plugin_lets_the_cli_run(broken_site: Path, tmp_path: Pa
         "version": "0.0.1",
         "enabled": False,
         "hooks": [],
+        "error": None,
     }
     routes = run_taskman(["routes"], cwd=tmp_path, pythonpath=[broken_site], env=env)
     assert routes.returncode == 0, routes.stderr

@@ -9,6 +9,7 @@ request with two dictionary lookups.  A route nobody declared needs
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,7 +30,19 @@ FAIL_CLOSED = "admin"
 
 
 class DeclarationError(ValueError):
-    """A plugin declared a rule that does not exist."""
+    """A plugin declared a rule that does not exist, or a rule for a route that does not exist."""
+
+    def __init__(self, plugin: str, message: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+_FIELD = re.compile(r"\{[^}]*\}")
+
+
+def route_key(template: str) -> str:
+    """What makes two spellings the same route: Falcon's ``/items/{id:int}`` and OpenAPI's ``/items/{item_id}``."""
+    return _FIELD.sub("{}", template.rstrip("/") or "/")
 
 
 @attrs.frozen
@@ -59,7 +72,7 @@ ALLOW = Decision(True)
 def resolve(rule: str, method: str, metrics_access: str) -> str:
     """A declared rule for one method as the requirement enforced: public, optional or a scope."""
     if rule not in RULES:
-        raise DeclarationError(f"unknown access rule {rule!r} (rules: {', '.join(RULES)})")
+        raise DeclarationError("", f"unknown access rule {rule!r} (rules: {', '.join(RULES)})")
     if method in ALWAYS_PUBLIC_METHODS:
         return PUBLIC
     if rule == BY_METHOD:
@@ -83,8 +96,16 @@ class AccessTable:
         declarations: Iterable[tuple[str, Mapping[str, Any]]],
         *,
         metrics_access: str,
+        strict: bool = False,
     ) -> AccessTable:
-        """``routes`` are ``(template, methods)`` of the app; ``declarations`` ``(plugin, {template: rule})``."""
+        """``routes`` are ``(template, methods)`` of the app; ``declarations`` ``(plugin, {template: rule})``.
+
+        A declaration's key may be spelled as Falcon does (``{id:int}``) or as
+        OpenAPI does (``{id}``).  ``strict``: a key that matches no route is
+        an error naming the plugin (it would never apply).
+        """
+        routes = [(template, list(methods)) for template, methods in routes]
+        keys = {route_key(template) for template, _ in routes}
         declared: dict[str, Any] = {}
         for plugin, mapping in declarations:
             for template, rule in (mapping or {}).items():
@@ -95,16 +116,23 @@ class AccessTable:
                     bad = [] if rule in RULES else [rule]
                 if bad:
                     raise DeclarationError(
+                        plugin,
                         f"plugin {plugin!r} declares unknown access rule(s) {bad} for {template} "
-                        f"(rules: {', '.join(RULES)})"
+                        f"(rules: {', '.join(RULES)})",
                     )
-                declared[template] = rule
+                if strict and route_key(template) not in keys:
+                    raise DeclarationError(
+                        plugin, f"plugin {plugin!r} declares access for {template}, which no route has"
+                    )
+                declared[route_key(template)] = rule
         table = cls()
         for template, methods in routes:
-            rule = declared.get(template)
+            rule = declared.get(route_key(template))
             per_method = table.requirements.setdefault(template, {})
             for method in methods:
                 chosen = rule.get(method) if isinstance(rule, Mapping) else rule
+                if chosen is None and method == "HEAD" and isinstance(rule, Mapping):
+                    chosen = rule.get("GET")  # HEAD is GET without the body: it needs what GET needs
                 if chosen is None:
                     if method not in ALWAYS_PUBLIC_METHODS:
                         table.undeclared.append((template, method))
@@ -113,12 +141,16 @@ class AccessTable:
         return table
 
     def requirement(self, template: str | None, method: str) -> str:
-        """What a request needs; unknown routes and methods fail closed."""
+        """What a request needs; unknown routes fail closed.
+
+        A method the route does not have needs nothing: everyone gets the same
+        405 with ``Allow``, which tells no more than the OpenAPI document does.
+        """
         if method in ALWAYS_PUBLIC_METHODS:
             return PUBLIC
-        if template is None:
+        if template is None or template not in self.requirements:
             return FAIL_CLOSED
-        return self.requirements.get(template, {}).get(method, FAIL_CLOSED)
+        return self.requirements[template].get(method, PUBLIC)
 
 
 def decide(requirement: str, principal: Principal | None, anonymous_scopes: frozenset[str] | None) -> Decision:

@@ -5,34 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 import click
 
-from taskman.app import AUTO_MIGRATE_ENVIRONMENTS
-from taskman.config import Config
-from taskman.db import database, make_database
-from taskman.migrations import Migrations
-from taskman.plugins import Plugins
+import taskman
 
 from .tokens import TokenError, TokenInfo, TokenStore, parse_duration
 
 
 @contextmanager
-def token_store(config: Config) -> Iterator[TokenStore]:
-    """The store on the configured database, its table created first where start-up would create it."""
-    db = make_database(config.database)
-    database.initialize(db)
+def token_store(runtime: taskman.Runtime) -> Iterator[TokenStore]:
+    """The store on the app's database, migrated as start-up would (or refused, outside development and testing)."""
     try:
-        migrations = Migrations(db, Plugins.discover(config.plugins.disable).migrations())
-        pending = [name for name in migrations.pending() if name.startswith("auth:")]
-        if pending:
-            if config.environment not in AUTO_MIGRATE_ENVIRONMENTS:
-                raise click.ClickException(f"migration(s) pending ({', '.join(pending)}): run `taskman migrate` first")
-            migrations.apply()
-        yield TokenStore()
-    finally:
-        db.close_all()
+        runtime.ensure_migrated()
+    except taskman.StartupError as exc:
+        raise click.ClickException(str(exc)) from None
+    yield TokenStore()
 
 
 def _when(value: datetime | None, default: str = "-") -> str:
@@ -49,8 +37,8 @@ def announce_token(token: str, info: TokenInfo) -> None:
     click.echo(token)
 
 
-def add_commands(group: click.Group, config_of: Any) -> None:
-    """Add the ``tokens`` group; ``config_of(ctx)`` returns the effective config."""
+def add_commands(group: click.Group) -> None:
+    """Add the ``tokens`` group."""
 
     @group.group("tokens")
     def tokens() -> None:
@@ -60,22 +48,22 @@ def add_commands(group: click.Group, config_of: Any) -> None:
     @click.option("--name", required=True, help="A unique name, such as ci or grafana.")
     @click.option("--scope", "scopes", default="read", show_default=True, help="Comma-separated: read,write,admin.")
     @click.option("--expires", default=None, help="Lifetime such as 90m, 12h, 30d or 2w (default: never).")
-    @click.pass_context
-    def create(ctx: click.Context, name: str, scopes: str, expires: str | None) -> None:
+    @taskman.pass_runtime
+    def create(runtime: taskman.Runtime, name: str, scopes: str, expires: str | None) -> None:
         """Create a token and print it once."""
         try:
             lifetime = parse_duration(expires) if expires else None
-            with token_store(config_of(ctx)) as store:
+            with token_store(runtime) as store:
                 token, info = store.create(name, scopes, lifetime)
         except TokenError as exc:
             raise click.ClickException(str(exc)) from None
         announce_token(token, info)
 
     @tokens.command("list")
-    @click.pass_context
-    def list_tokens(ctx: click.Context) -> None:
+    @taskman.pass_runtime
+    def list_tokens(runtime: taskman.Runtime) -> None:
         """List tokens (names, prefixes, scopes and dates; never the tokens)."""
-        with token_store(config_of(ctx)) as store:
+        with token_store(runtime) as store:
             rows = store.list()
         if not rows:
             click.echo("no tokens")
@@ -89,10 +77,10 @@ def add_commands(group: click.Group, config_of: Any) -> None:
 
     @tokens.command("revoke")
     @click.argument("name")
-    @click.pass_context
-    def revoke(ctx: click.Context, name: str) -> None:
+    @taskman.pass_runtime
+    def revoke(runtime: taskman.Runtime, name: str) -> None:
         """Revoke (delete) the token called NAME."""
-        with token_store(config_of(ctx)) as store:
+        with token_store(runtime) as store:
             if not store.revoke(name):
                 raise click.ClickException(f"no token named {name!r}")
         click.echo(f"revoked {name}")

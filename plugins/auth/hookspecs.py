@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from taskman import hookspec
+
+if TYPE_CHECKING:
+    from taskman import Config, Runtime
 
 #: One route's rule: a rule name for every method, or ``{METHOD: rule}``.
 #: Rules: ``public``, ``optional`` (a token is checked when sent, never required),
@@ -15,5 +18,5 @@ AccessDeclaration = str | Mapping[str, str]
 
 
 @hookspec
-def taskman_access(config: Any) -> Mapping[str, AccessDeclaration] | None:
-    """Return ``{uri_template: rule}`` for the routes this plugin adds (see the auth plugin's docs)."""
+def taskman_access(runtime: Runtime, config: Config) -> Mapping[str, AccessDeclaration] | None:
+    """Return ``{uri_template: rule}`` for the routes this plugin adds (see docs/auth.md)."""

@@ -1,23 +1,24 @@
-"""The thin Falcon layer: read the bearer token, then enforce the route's requirement.
+"""The thin Falcon layer: identify the caller, then enforce the route's requirement.
 
-``process_request`` identifies the caller (``req.context.auth``: a
-:class:`~.access.Principal` or None) so that later middleware (rate limits)
-can key on it; ``process_resource`` knows the matched URI template and
-refuses with 401 or 403.  Both have native async versions: under ASGI only
-a token the cache cannot answer costs a trip to the thread pool.
+Two pipeline steps.  :class:`Identify` (stage ``identify``) reads the bearer
+token and sets ``req.context.auth`` (a :class:`~.access.Principal` or None)
+and ``req.context.auth_error`` so that the rate limiter (stage ``admit``)
+can key on the caller and count refused authentications; :class:`Authorize`
+(stage ``authorize``) knows the matched URI template and refuses with 401
+or 403.  Both have native async versions: under ASGI only a token the cache
+cannot answer costs a trip to the thread pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from typing import Any
 
 import falcon
 import falcon.inspect
 
-from taskman import db as taskman_db
+import taskman
 
 from .access import OPTIONAL, PUBLIC, AccessTable, Principal, decide
 from .settings import AuthSettings
@@ -41,16 +42,16 @@ def bearer_token(header: str) -> str | None:
     return token
 
 
-def app_routes(app: Any) -> list[tuple[str, list[str]]]:
-    """``(uri_template, methods with a responder)`` for every route of ``app``."""
-    routes = falcon.inspect.inspect_routes(app)
+def app_routes(runtime: taskman.Runtime) -> list[tuple[str, list[str]]]:
+    """``(uri_template, methods with a responder)`` for every route of the app (HEAD where GET is)."""
+    routes = falcon.inspect.inspect_routes(runtime.app)
     return [(route.path, [m.method for m in route.methods if not m.internal]) for route in routes]
 
 
-def access_table(app: Any, settings: AuthSettings) -> AccessTable:
-    """The requirements of every route of ``app``, from its plugins' ``taskman_access`` declarations."""
-    declarations = app.taskman.plugins.call_each("taskman_access", config=app.taskman.config)
-    return AccessTable.build(app_routes(app), declarations, metrics_access=settings.metrics_access)
+def access_table(runtime: taskman.Runtime, settings: AuthSettings) -> AccessTable:
+    """The requirements of every route of the app, from its plugins' ``taskman_access`` declarations."""
+    declarations = runtime.plugins.call_each("taskman_access", config=runtime.config)
+    return AccessTable.build(app_routes(runtime), declarations, metrics_access=settings.metrics_access, strict=True)
 
 
 def unauthorized(error: str | None, scope: str | None) -> falcon.HTTPUnauthorized:
@@ -69,30 +70,13 @@ def forbidden(scope: str) -> falcon.HTTPForbidden:
     )
 
 
-class AuthMiddleware:
-    def __init__(self, settings: AuthSettings, authenticator: Authenticator) -> None:
-        self.settings = settings
+class Identify:
+    """Who is calling: ``req.context.auth``, and ``req.context.auth_error`` for a refused credential."""
+
+    taskman_stage = "identify"
+
+    def __init__(self, authenticator: Authenticator) -> None:
         self.authenticator = authenticator
-        self.anonymous_scopes = frozenset(settings.anonymous_scopes) if settings.allow_anonymous else None
-        self._table: AccessTable | None = None
-        self._lock = threading.Lock()
-
-    def table(self, req: Any) -> AccessTable:
-        """Built on first use from the app serving ``req`` (the routes exist only once the app does)."""
-        table = self._table
-        if table is None:
-            with self._lock:
-                if self._table is None:
-                    self._table = access_table(req.taskman.app, self.settings)
-                    if self._table.undeclared:
-                        log.warning(
-                            "auth_undeclared_routes",
-                            extra={"routes": [f"{m} {t}" for t, m in self._table.undeclared], "need": "admin"},
-                        )
-                table = self._table
-        return table
-
-    # -- identify -------------------------------------------------------------
 
     def _start(self, req: Any) -> str | None:
         """Reset the request's identity; return the presented token, if it has the right form."""
@@ -113,26 +97,26 @@ class AuthMiddleware:
             req.context.auth_error = "invalid_token"
 
     def _authenticate(self, req: Any, token: str) -> None:
-        """Identify the caller; a database outage is kept for ``process_resource`` to judge.
+        """Identify the caller; a database outage is kept for :class:`Authorize` to judge.
 
         Probes and open routes must keep answering while the database is down,
         even for a caller that sends a token: only a route that needs one fails.
         """
         try:
             principal = self.authenticator.authenticate(token)
-        except taskman_db.UNAVAILABLE_ERRORS as exc:
+        except taskman.UNAVAILABLE_ERRORS as exc:
             req.context.auth_unavailable = exc
             return
         self._finish(req, principal)
 
     def process_request(self, req: Any, resp: Any) -> None:
         token = self._start(req)
-        if token is not None:
+        if token is not None and not resp.complete:
             self._authenticate(req, token)
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
         token = self._start(req)
-        if token is None:
+        if token is None or resp.complete:
             return
         known, principal = self.authenticator.cached(token)
         if not known or (principal is not None and self.authenticator.use_is_due(principal)):
@@ -144,14 +128,26 @@ class AuthMiddleware:
         try:
             self._authenticate(req, token)
         finally:
-            taskman_db.release_connection(taskman_db.database)
+            taskman.release_connection(taskman.database)
 
-    # -- enforce ----------------------------------------------------------------
+
+class Authorize:
+    """The route's rule, enforced once the route is known: 401 or 403 (or 503 when tokens cannot be checked).
+
+    The table is filled in once the app's routes exist (``taskman_validate``);
+    until then every route fails closed.
+    """
+
+    taskman_stage = "authorize"
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.table = AccessTable()
+        self.anonymous_scopes = frozenset(settings.anonymous_scopes) if settings.allow_anonymous else None
 
     def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
         if resource is None:
             return
-        requirement = self.table(req).requirement(req.uri_template, req.method)
+        requirement = self.table.requirement(req.uri_template, req.method)
         unavailable = getattr(req.context, "auth_unavailable", None)
         if unavailable is not None and requirement not in (PUBLIC, OPTIONAL):
             raise unavailable  # the core answers 503 with Retry-After

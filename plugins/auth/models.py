@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import peewee
 
-from taskman.db import database
+from taskman import database
 
 
 class ApiToken(peewee.Model):  # type: ignore[misc]

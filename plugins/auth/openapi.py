@@ -16,27 +16,23 @@ BEARER_SCHEME = {
 }
 
 
-def amend(
-    document: dict[str, Any], declarations: Iterable[tuple[str, Mapping[str, Any]]], settings: AuthSettings
-) -> None:
+def amend(document: Any, declarations: Iterable[tuple[str, Mapping[str, Any]]], settings: AuthSettings) -> None:
     """Add the scheme, each operation's ``security`` and its 401/403 responses.
 
     The requirements come from the same :class:`AccessTable` the middleware
     enforces, keyed by OpenAPI's spelling of each path (``{index}`` for
-    Falcon's ``{index:int(min=0)}``).
+    Falcon's ``{index:int(min=0)}``).  ``document`` is the openapi plugin's
+    document helper (``operations``, ``add_response``, ``component``).
     """
-    from ..openapi.document import add_response, operations, path_key
-
-    document.setdefault("components", {}).setdefault("securitySchemes", {})[SCHEME] = dict(BEARER_SCHEME)
-    documented = list(operations(document))
+    document.component("securitySchemes")[SCHEME] = dict(BEARER_SCHEME)
+    documented = list(document.operations())
     routes: dict[str, list[str]] = {}
     for path, method, _ in documented:
-        routes.setdefault(path_key(path), []).append(method.upper())
-    by_key = [(plugin, {path_key(t): rule for t, rule in (mapping or {}).items()}) for plugin, mapping in declarations]
-    table = AccessTable.build(routes.items(), by_key, metrics_access=settings.metrics_access)
+        routes.setdefault(path, []).append(method.upper())
+    table = AccessTable.build(routes.items(), declarations, metrics_access=settings.metrics_access)
     anonymous = frozenset(settings.anonymous_scopes) if settings.allow_anonymous else None
     for path, method, operation in documented:
-        requirement = table.requirement(path_key(path), method.upper())
+        requirement = table.requirement(path, method.upper())
         if requirement == PUBLIC:
             operation["security"] = []
             continue
@@ -45,5 +41,5 @@ def amend(
         else:
             without_token = decide(requirement, None, anonymous).allowed
             operation["security"] = [*([{}] if without_token else []), {SCHEME: [requirement]}]
-            add_response(operation, 403, "Forbidden")
-        add_response(operation, 401, "Unauthorized")
+            document.add_response(operation, 403, "Forbidden")
+        document.add_response(operation, 401, "Unauthorized")

@@ -15,55 +15,47 @@ the app.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import taskman
 from taskman import hookimpl
-from taskman.db import database
 
-from .recorder import BusinessMetrics
+from .recorder import BusinessMetrics, MetricsDeclarations
 from .settings import BusinessMetricsSettings
-
-if TYPE_CHECKING:
-    from ..metrics.registry import MetricsRegistry
 
 __all__ = ["BusinessMetrics", "BusinessMetricsSettings", "current"]
 
-SECTION = "business_metrics"
-
 log = logging.getLogger("taskman.business_metrics")
 
-# The metrics of the app being served in this process; ``taskman_event``
-# carries no app, and events only come from the app this process serves.
-_current: BusinessMetrics | None = None
+
+class _Recorder:
+    """This app's business metrics, once the metrics plugin handed over its registry (None without it)."""
+
+    metrics: BusinessMetrics | None = None
 
 
-def current() -> BusinessMetrics | None:
-    """The business metrics events update in this process, or ``None`` (the metrics plugin is disabled)."""
-    return _current
+def _recorder(runtime: taskman.Runtime) -> _Recorder:
+    return runtime.component(_Recorder, _Recorder)
 
 
-@hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, BusinessMetricsSettings)
-
-
-@hookimpl
-def taskman_configure(config: Any) -> None:
-    # A new app: forget the previous one's metrics until its metrics plugin hands
-    # over new ones (its taskman_configure runs last and calls taskman_metrics).
-    global _current
-    _current = None
+def current(runtime: taskman.Runtime) -> BusinessMetrics | None:
+    """The business metrics events update in this app, or ``None`` (the metrics plugin is disabled)."""
+    return _recorder(runtime).metrics
 
 
 @hookimpl
-def taskman_metrics(metrics: MetricsRegistry, config: Any) -> None:
-    global _current
-    _current = BusinessMetrics(metrics, config.section(SECTION), database)
+def taskman_settings() -> type:
+    return BusinessMetricsSettings
 
 
 @hookimpl
-def taskman_startup(app: Any, config: Any) -> None:
-    if _current is None:
+def taskman_metrics(runtime: taskman.Runtime, metrics: MetricsDeclarations) -> None:
+    _recorder(runtime).metrics = BusinessMetrics(metrics, runtime.settings(BusinessMetricsSettings), taskman.database)
+
+
+@hookimpl
+def taskman_startup(runtime: taskman.Runtime) -> None:
+    if current(runtime) is None:
         log.warning(
             "business_metrics_inactive",
             extra={"reason": "no metrics plugin called taskman_metrics (is the metrics plugin disabled?)"},
@@ -71,7 +63,7 @@ def taskman_startup(app: Any, config: Any) -> None:
 
 
 @hookimpl
-def taskman_event(name: str, payload: dict[str, Any]) -> None:
-    metrics = _current
+def taskman_event(runtime: taskman.Runtime, name: str, payload: dict[str, Any]) -> None:
+    metrics = current(runtime)
     if metrics is not None:
         metrics.handle(name, payload)

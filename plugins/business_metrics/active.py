@@ -16,7 +16,7 @@ from typing import Any
 import peewee
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from taskman.db import release_connection
+from taskman import release_connection
 
 ACTIVE_TASKS = "active_tasks"
 DOCUMENTATION = "Tasks whose status is not terminal, counted in the database at scrape time."

@@ -1,7 +1,7 @@
 """The business metrics themselves, and what each event does to them.
 
-Plain Python: :class:`BusinessMetrics` declares its metrics on the metrics
-plugin's :class:`~taskman_plugins.metrics.registry.MetricsRegistry` and
+Plain Python: :class:`BusinessMetrics` declares its metrics on what the metrics
+plugin hands to ``taskman_metrics`` (:class:`MetricsDeclarations`) and
 updates them from :meth:`BusinessMetrics.handle`; nothing here knows Falcon.
 """
 
@@ -9,15 +9,32 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
 
 from . import events
 from .active import ActiveTasksCollector
 from .settings import BusinessMetricsSettings
 
-if TYPE_CHECKING:
-    from ..metrics.registry import MetricsRegistry
+
+class MetricsDeclarations(Protocol):
+    """What this plugin needs of the registry the metrics plugin passes to ``taskman_metrics``."""
+
+    def counter(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Counter: ...
+
+    def gauge(
+        self, name: str, documentation: str, labelnames: Sequence[str] = (), *, multiprocess_mode: str = ...
+    ) -> Gauge: ...
+
+    def histogram(
+        self, name: str, documentation: str, labelnames: Sequence[str] = (), *, buckets: Sequence[float]
+    ) -> Histogram: ...
+
+    def collector(self, collector: Collector) -> None: ...
+
 
 log = logging.getLogger("taskman.business_metrics")
 
@@ -55,7 +72,7 @@ class BusinessMetrics:
     and ``business_events_rejected_total``.
     """
 
-    def __init__(self, metrics: MetricsRegistry, settings: BusinessMetricsSettings, database: Any) -> None:
+    def __init__(self, metrics: MetricsDeclarations, settings: BusinessMetricsSettings, database: Any) -> None:
         self.created = metrics.counter("tasks_created_total", "Tasks created, by priority.", ["priority"])
         self.completed = metrics.counter("tasks_completed_total", "Tasks completed, by priority.", ["priority"])
         self.transitions = metrics.counter(

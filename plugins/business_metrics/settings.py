@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 from attrs import validators as v
 
-from ..metrics.settings import check_buckets
+from taskman import setting, settings_section
+
+
+def check_buckets(instance: object, attribute: attrs.Attribute, value: Sequence[float]) -> None:  # type: ignore[type-arg]
+    """Histogram bounds as Prometheus needs them (this plugin's own: plugins share no code, only hooks)."""
+    if not value or any(not isinstance(b, (int, float)) or isinstance(b, bool) or not math.isfinite(b) for b in value):
+        raise ValueError(f"'{attribute.name}' must list finite numbers: {list(value)!r}")
+    if min(value) < 0 or any(a >= b for a, b in itertools.pairwise(value)):
+        raise ValueError(f"'{attribute.name}' bounds must be >= 0 and strictly increasing: {list(value)!r}")
+
 
 #: ``task_duration_seconds`` buckets: 1 minute to 30 days.
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
@@ -32,10 +42,6 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
-
-
 def _check_table(instance: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
     parts = value.split(".") if isinstance(value, str) else [""]
     if len(parts) > 2 or not all(_IDENTIFIER.fullmatch(p) for p in parts):
@@ -52,19 +58,20 @@ def _check_statuses(instance: object, attribute: attrs.Attribute, value: Sequenc
         raise ValueError(f"'{attribute.name}' must list non-empty status names: {list(value)!r}")
 
 
+@settings_section("business_metrics")
 @attrs.frozen
 class BusinessMetricsSettings:
     """Where ``active_tasks`` counts, how task durations are bucketed, how many label values are kept."""
 
-    tasks_table: str = _field("task", "table of tasks that active_tasks counts (schema.table allowed)", _check_table)
-    status_column: str = _field("status", "column holding a task's status", _check_identifier)
-    terminal_statuses: tuple[str, ...] = _field(
+    tasks_table: str = setting("task", "table of tasks that active_tasks counts (schema.table allowed)", _check_table)
+    status_column: str = setting("status", "column holding a task's status", _check_identifier)
+    terminal_statuses: tuple[str, ...] = setting(
         ("done", "dropped"), "statuses of finished tasks: every other row (NULL too) is active", _check_statuses
     )
-    duration_buckets: tuple[float, ...] = _field(
+    duration_buckets: tuple[float, ...] = setting(
         DEFAULT_DURATION_BUCKETS, "bucket bounds (seconds) of task_duration_seconds", check_buckets
     )
-    label_values: int = _field(
+    label_values: int = setting(
         100,
         "distinct values kept per label (priority, status, project) in each process; later ones become 'other'",
         [v.instance_of(int), v.ge(1), v.le(10_000)],

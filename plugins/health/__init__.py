@@ -8,23 +8,19 @@ SIGTERM); :mod:`.resources` is the Falcon glue.  Other plugins add checks
 with the ``taskman_health_checks(config)`` hook (:mod:`.hookspecs`);
 this plugin contributes ``database``.  See docs/health.md.
 
-Routes are built (``taskman_routes``) before the app exists, and the app is
-only known at start-up: the two meet through :class:`_States`, which pairs
-the :class:`~.core.HealthState` made for a config with the app started
-from that config.
+Each app's :class:`~.core.HealthState` lives on its runtime; the checks are
+collected once the app is built (``taskman_validate``: a reserved or
+duplicate name stops start-up and fails ``taskman check``) and run from
+start-up on.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-import threading
-import weakref
 from typing import Any
 
-from taskman import db as taskman_db
+import taskman
 from taskman import hookimpl
-from taskman.config import plugin_settings
 
 from . import hookspecs, resources
 from .checks import DatabaseCheck
@@ -64,109 +60,74 @@ __all__ = [
     "worst",
 ]
 
-SECTION = "health"
-
 #: The hook this plugin adds (registered by the core when it loads the plugin).
 taskman_hookspecs = hookspecs
 
 log = logging.getLogger("taskman.health")
 
-#: The runtime whose start-up is collecting checks (read by this plugin's own taskman_health_checks).
-_collecting_for: contextvars.ContextVar[Any] = contextvars.ContextVar("taskman_health_runtime", default=None)
+
+class _Checks:
+    """The checks collected for one app (by ``taskman_validate``)."""
+
+    found: dict[str, CheckFunc] | None = None
 
 
-class _States:
-    """Each :class:`HealthState` by the config its routes were built from; weak all round.
+def _state(runtime: taskman.Runtime) -> HealthState:
+    def create() -> HealthState:
+        settings = runtime.settings(HealthSettings)
+        state = HealthState(
+            degraded_ms=settings.degraded_ms,
+            unhealthy_ms=settings.unhealthy_ms,
+            timeout_ms=settings.timeout_ms,
+            show_details=settings.details_shown(runtime.config.environment),
+        )
+        state.bind(runtime)
+        return state
 
-    ``Config`` is frozen but unhashable, so entries are matched by identity.
-    An app is matched with the state already bound to its runtime, else with
-    the oldest unbound state of its config (apps are created then started,
-    one after another).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: list[tuple[weakref.ref[Any], weakref.ref[HealthState]]] = []
-        # Values are weak too: a strong one could keep its own key (the app) alive.
-        self._by_app: weakref.WeakKeyDictionary[Any, weakref.ref[HealthState]] = weakref.WeakKeyDictionary()
-
-    def add(self, config: Any, state: HealthState) -> None:
-        with self._lock:
-            self._entries = [(c, s) for c, s in self._entries if c() is not None and s() is not None]
-            self._entries.append((weakref.ref(config), weakref.ref(state)))
-
-    def of(self, app: Any) -> HealthState | None:
-        runtime = getattr(app, "taskman", None)
-        if runtime is None:
-            return None
-        with self._lock:
-            bound = self._by_app.get(app)
-            state = bound() if bound is not None else None
-            if state is not None:
-                return state
-            candidates = [s for c, ref in self._entries if c() is runtime.config and (s := ref()) is not None]
-            state = next((s for s in candidates if s.runtime is runtime), None) or next(
-                (s for s in candidates if s.runtime is None), None
-            )
-            if state is not None:
-                state.bind(runtime)
-                self._by_app[app] = weakref.ref(state)
-            return state
-
-
-_states = _States()
+    return runtime.component(HealthState, create)
 
 
 def state_of(app: Any) -> HealthState | None:
     """The health state serving ``app``'s probes (None if the health routes were not built for it)."""
-    return _states.of(app)
-
-
-def settings_of(config: Any) -> HealthSettings:
-    return plugin_settings(config, SECTION, HealthSettings)
+    runtime = getattr(app, "taskman", None)
+    return None if runtime is None else runtime.find(HealthState)
 
 
 def _release_connections(db: Any) -> None:
     """Return the check thread's connections: the app's database and the shared proxy's."""
-    taskman_db.release_connection(db)
-    taskman_db.release_connection(taskman_db.database)
+    taskman.release_connection(db)
+    taskman.release_connection(taskman.database)
 
 
 # -- hooks --------------------------------------------------------------------
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, HealthSettings)
+def taskman_settings() -> type:
+    return HealthSettings
 
 
 @hookimpl
-def taskman_routes(config: Any) -> list[tuple[str, object]]:
-    settings = settings_of(config)
-    state = HealthState(
-        degraded_ms=settings.degraded_ms,
-        unhealthy_ms=settings.unhealthy_ms,
-        timeout_ms=settings.timeout_ms,
-        show_details=settings.details_shown(config.environment),
-    )
-    _states.add(config, state)
-    return resources.routes(state, settings.details_for_tokens(config.environment))
+def taskman_routes(runtime: taskman.Runtime) -> list[tuple[str, object]]:
+    settings = runtime.settings(HealthSettings)
+    return resources.routes(_state(runtime), settings.details_for_tokens(runtime.config.environment))
+
+
+@hookimpl
+def taskman_validate(runtime: taskman.Runtime) -> None:
+    """Collect every plugin's checks: a malformed, reserved or duplicate one stops start-up naming its plugin."""
+    contributions = runtime.plugins.call_each("taskman_health_checks", config=runtime.config)
+    try:
+        runtime.component(_Checks, _Checks).found = collect_checks(contributions)
+    except CheckContributionError as exc:
+        raise runtime.plugins.error(exc.plugin, str(exc), "taskman_health_checks") from None
 
 
 @hookimpl(trylast=True)
-def taskman_startup(app: Any, config: Any) -> None:
-    """After every other start-up hook: collect the checks, chain the signal handlers, mark started."""
-    state = _states.of(app)
-    if state is None:
-        log.warning("health_state_missing", extra={"reason": "the health routes were not built for this app"})
-        return
-    runtime = app.taskman
-    token = _collecting_for.set(runtime)
-    try:
-        contributions = runtime.plugins.call_each("taskman_health_checks", config=config)
-    finally:
-        _collecting_for.reset(token)
-    checks = collect_checks(contributions)
+def taskman_startup(runtime: taskman.Runtime) -> None:
+    """After every other start-up hook: install the checks, chain the signal handlers, mark started."""
+    state = _state(runtime)
+    checks = runtime.component(_Checks, _Checks).found or {}
     database = runtime.database  # not the runtime: the state must not keep the app alive
     state.set_checks(checks, cleanup=lambda: _release_connections(database))
     watching = state.watch_signals()
@@ -175,9 +136,9 @@ def taskman_startup(app: Any, config: Any) -> None:
 
 
 @hookimpl(tryfirst=True)
-def taskman_shutdown(app: Any, config: Any) -> None:
+def taskman_shutdown(runtime: taskman.Runtime) -> None:
     """Before every other shut-down hook: readiness fails from now on; restore the signal handlers."""
-    state = _states.of(app)
+    state = runtime.find(HealthState)
     if state is None:
         return
     state.mark_draining("the app is stopping")
@@ -185,15 +146,13 @@ def taskman_shutdown(app: Any, config: Any) -> None:
 
 
 @hookimpl
-def taskman_health_checks(config: Any) -> dict[str, CheckFunc]:
+def taskman_health_checks(runtime: taskman.Runtime) -> dict[str, CheckFunc]:
     """The database layer's check: one round trip on the app's database."""
-    runtime = _collecting_for.get()
-    db = runtime.database if runtime is not None else taskman_db.database
-    return {"database": DatabaseCheck(db)}
+    return {"database": DatabaseCheck(runtime.database)}
 
 
 @hookimpl
-def taskman_access(config: Any) -> dict[str, str]:
+def taskman_access() -> dict[str, str]:
     """For the auth plugin: probes need no token; readiness shows details to a token holder (``show_details``)."""
     return {
         resources.LIVE_PATH: "public",
@@ -204,7 +163,7 @@ def taskman_access(config: Any) -> dict[str, str]:
 
 
 @hookimpl
-def taskman_openapi(config: Any) -> dict[str, Any]:
+def taskman_openapi() -> dict[str, Any]:
     """The probes' paths and schemas, for the openapi plugin (never called while it is disabled)."""
     from . import openapi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskman.db import ping
+from taskman import ping
 
 
 class DatabaseCheck:

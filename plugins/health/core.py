@@ -132,6 +132,10 @@ class Report:
 class CheckContributionError(ValueError):
     """A plugin contributed a malformed, reserved or duplicate check; the message names the plugin."""
 
+    def __init__(self, plugin: str, message: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
 
 def collect_checks(contributions: Iterable[tuple[str, Any]]) -> dict[str, CheckFunc]:
     """Merge ``(plugin, result)`` pairs of ``taskman_health_checks`` into ``{name: check}``.
@@ -149,23 +153,27 @@ def collect_checks(contributions: Iterable[tuple[str, Any]]) -> dict[str, CheckF
             pairs = list(items)
         except TypeError:
             raise CheckContributionError(
-                f"plugin {plugin!r} returned {result!r}; expected {{name: check}} or [(name, check)]"
+                plugin, f"plugin {plugin!r} returned {result!r}; expected {{name: check}} or [(name, check)]"
             ) from None
         for item in pairs:
             if not (isinstance(item, tuple) and len(item) == 2):
-                raise CheckContributionError(f"plugin {plugin!r} contributed {item!r}; expected (name, check)")
+                raise CheckContributionError(plugin, f"plugin {plugin!r} contributed {item!r}; expected (name, check)")
             name, check = item
             if not isinstance(name, str) or not _NAME.fullmatch(name):
                 raise CheckContributionError(
-                    f"plugin {plugin!r} contributed a check named {name!r}; use 1-64 of A-Z a-z 0-9 _ . : -"
+                    plugin, f"plugin {plugin!r} contributed a check named {name!r}; use 1-64 of A-Z a-z 0-9 _ . : -"
                 )
             if name in RESERVED_NAMES:
-                raise CheckContributionError(f"plugin {plugin!r} contributed check {name!r}: the name is reserved")
+                raise CheckContributionError(
+                    plugin, f"plugin {plugin!r} contributed check {name!r}: the name is reserved"
+                )
             if not callable(check):
-                raise CheckContributionError(f"plugin {plugin!r} contributed check {name!r}: {check!r} is not callable")
+                raise CheckContributionError(
+                    plugin, f"plugin {plugin!r} contributed check {name!r}: {check!r} is not callable"
+                )
             if name in checks:
                 raise CheckContributionError(
-                    f"health check {name!r} is contributed by plugin {owners[name]!r} and plugin {plugin!r}"
+                    plugin, f"health check {name!r} is contributed by plugin {owners[name]!r} and plugin {plugin!r}"
                 )
             checks[name], owners[name] = check, plugin
     return checks

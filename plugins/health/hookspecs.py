@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 from taskman import hookspec
 
 if TYPE_CHECKING:
-    from taskman.config import Config
+    from taskman import Config, Runtime
 
     from .core import CheckFunc
 
 
 @hookspec
-def taskman_health_checks(config: Config) -> Mapping[str, CheckFunc] | Iterable[tuple[str, CheckFunc]] | None:
+def taskman_health_checks(
+    runtime: Runtime, config: Config
+) -> Mapping[str, CheckFunc] | Iterable[tuple[str, CheckFunc]] | None:
     """Return named readiness checks, ``{name: check}`` or ``[(name, check)]``; a check raises when it fails."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 from attrs import validators as v
+
+from taskman import setting, settings_section
 
 ShowDetails = Literal["auto", "always", "token", "never"]
 
@@ -15,26 +17,23 @@ DETAIL_ENVIRONMENTS = frozenset({"development", "testing"})
 MAX_MS = 60_000
 
 
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
-
-
+@settings_section("health")
 @attrs.frozen
 class HealthSettings:
     """Latency thresholds, the per-check timeout and whether failure details are shown."""
 
-    degraded_ms: int = _field(
+    degraded_ms: int = setting(
         100, "a check slower than this (ms) is degraded (still 200)", [v.instance_of(int), v.ge(0), v.le(MAX_MS)]
     )
-    unhealthy_ms: int = _field(
+    unhealthy_ms: int = setting(
         1000, "a check slower than this (ms) is unhealthy (503)", [v.instance_of(int), v.ge(0), v.le(MAX_MS)]
     )
-    timeout_ms: int = _field(
+    timeout_ms: int = setting(
         1000,
         "a check still running after this (ms) is reported unhealthy: timed out",
         [v.instance_of(int), v.ge(1), v.le(MAX_MS)],
     )
-    show_details: ShowDetails = _field(
+    show_details: ShowDetails = setting(
         "auto",
         "auto (always in development/testing, token elsewhere), always, token (to callers with an API token) or never",
         v.in_(("auto", "always", "token", "never")),

@@ -3,8 +3,8 @@
 * :mod:`.sizes`: the plain checks and the bounded body readers;
 * :mod:`.watchdog`: one thread per process that interrupts a call past its
   deadline with ``PyThreadState_SetAsyncExc``;
-* :mod:`.web`: the Falcon glue, a middleware (``trylast``: it runs after
-  request_id, logging and metrics have started) and the responder decorator
+* :mod:`.web`: the Falcon glue, a middleware (pipeline stage ``edge``: after
+  the observers, before anything that may cost a query) and the responder decorator
   the core applies to every blocking sync responder through
   ``taskman_responder_wrappers``.
 
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskman import hookimpl
-from taskman.config import plugin_settings
-from taskman.hookspecs import ResponderWrapper
+from taskman import ResponderWrapper, hookimpl, staged
 
 from .settings import LimitsSettings
 from .sizes import BodyTooLarge, LimitedInput, LimitedReceive, parse_content_length
@@ -38,21 +36,19 @@ __all__ = [
     "watchdog",
 ]
 
-SECTION = "limits"
-
 
 def settings_of(config: Any) -> LimitsSettings:
-    return plugin_settings(config, SECTION, LimitsSettings)
+    return config.settings(LimitsSettings)  # type: ignore[no-any-return]
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, LimitsSettings)
+def taskman_settings() -> type:
+    return LimitsSettings
 
 
-@hookimpl(trylast=True)
+@hookimpl
 def taskman_middleware(config: Any) -> list[object]:
-    return [LimitsMiddleware(settings_of(config))]
+    return [staged(LimitsMiddleware(settings_of(config)), "edge")]
 
 
 @hookimpl
@@ -64,25 +60,21 @@ def taskman_responder_wrappers(config: Any) -> list[ResponderWrapper]:
 
 
 @hookimpl
-def taskman_openapi_amend(config: Any, plugins: Any, document: dict[str, Any]) -> None:
+def taskman_openapi_amend(config: Any, document: Any) -> None:
     """For the openapi plugin: 413 where a body is taken, 414 and 431 everywhere (when those limits are on)."""
-    from ..openapi.components import problem_response
-    from ..openapi.document import add_response, operations
-
     settings = settings_of(config)
-    responses = document.setdefault("components", {}).setdefault("responses", {})
     if settings.max_url_length:
-        responses["UriTooLong"] = problem_response(
-            f"The request target is longer than {settings.max_url_length} bytes."
+        document.add_problem_response(
+            "UriTooLong", f"The request target is longer than {settings.max_url_length} bytes."
         )
     if settings.max_header_bytes:
-        responses["RequestHeaderFieldsTooLarge"] = problem_response(
-            f"The request headers add up to more than {settings.max_header_bytes} bytes."
+        document.add_problem_response(
+            "RequestHeaderFieldsTooLarge", f"The request headers add up to more than {settings.max_header_bytes} bytes."
         )
-    for _, _, operation in operations(document):
+    for _, _, operation in document.operations():
         if settings.max_body_bytes and "requestBody" in operation:
-            add_response(operation, 413, "ContentTooLarge")
+            document.add_response(operation, 413, "ContentTooLarge")
         if settings.max_url_length:
-            add_response(operation, 414, "UriTooLong")
+            document.add_response(operation, 414, "UriTooLong")
         if settings.max_header_bytes:
-            add_response(operation, 431, "RequestHeaderFieldsTooLarge")
+            document.add_response(operation, 431, "RequestHeaderFieldsTooLarge")

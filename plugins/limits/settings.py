@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import attrs
 from attrs import validators as v
+
+from taskman import setting, settings_section
 
 #: One GiB: a larger body limit is not a limit worth having in this app.
 MAX_BODY_BYTES = 1 << 30
@@ -14,10 +15,6 @@ MAX_BODY_BYTES = 1 << 30
 MAX_URL_LENGTH = 1 << 20
 MAX_HEADER_BYTES = 1 << 20
 MAX_TIMEOUT_SECONDS = 3600.0
-
-
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
 
 
 def _an_int(instance: object, attribute: attrs.Attribute, value: object) -> None:  # type: ignore[type-arg]
@@ -30,30 +27,31 @@ def _finite(instance: object, attribute: attrs.Attribute, value: float) -> None:
         raise ValueError(f"'{attribute.name}' must be a finite number of seconds, not {value!r}")
 
 
+@settings_section("limits")
 @attrs.frozen
 class LimitsSettings:
     """Request body size, request target and header length, and the responder time limit."""
 
-    max_body_bytes: int = _field(
+    max_body_bytes: int = setting(
         1_048_576,
         "largest request body accepted, in bytes (413 above it); 0 for no limit",
         [_an_int, v.ge(0), v.le(MAX_BODY_BYTES)],
     )
-    max_url_length: int = _field(
+    max_url_length: int = setting(
         8192,
         "longest request target (path and query string, as sent) accepted (414 above it); 0 for no limit",
         [_an_int, v.ge(0), v.le(MAX_URL_LENGTH)],
     )
-    max_header_bytes: int = _field(
+    max_header_bytes: int = setting(
         16384,
         "largest sum of header name and value lengths accepted (431 above it); 0 for no limit",
         [_an_int, v.ge(0), v.le(MAX_HEADER_BYTES)],
     )
-    responder_timeout: float = _field(
+    responder_timeout: float = setting(
         30.0,
         "seconds a sync responder may run before it is interrupted with 503; 0 for no limit",
         [_finite, v.ge(0), v.le(MAX_TIMEOUT_SECONDS)],
     )
-    timeout_retry_after: int = _field(
+    timeout_retry_after: int = setting(
         5, "Retry-After seconds sent with the 503 of an interrupted responder", [_an_int, v.ge(1), v.le(3600)]
     )

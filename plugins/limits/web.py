@@ -9,7 +9,7 @@ from typing import Any
 
 import falcon
 
-from taskman.hookspecs import ResponderWrapper
+from taskman import ResponderWrapper
 
 from .settings import LimitsSettings
 from .sizes import (

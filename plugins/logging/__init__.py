@@ -14,53 +14,52 @@ The work is done in :mod:`.pipeline` (plain Python) and :mod:`.middleware`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from structlog.typing import Processor
 
-from taskman import hookimpl
-from taskman.config import plugin_settings
-from taskman.plugins import PluginError, Plugins
+import taskman
+from taskman import hookimpl, staged
 
 from . import hookspecs as taskman_hookspecs
 from .middleware import AccessLogMiddleware
 from .pipeline import configure_logging, contributed
 from .settings import LoggingSettings
 
-SECTION = "logging"
+__all__ = ["LoggingSettings", "log_processors", "taskman_hookspecs"]
 
-__all__ = ["SECTION", "LoggingSettings", "log_processors", "taskman_hookspecs"]
-
-
-def settings_of(config: Any) -> LoggingSettings:
-    return plugin_settings(config, SECTION, LoggingSettings)
+HOOK = "taskman_log_processors"
 
 
-def log_processors(plugins: Plugins, config: Any) -> list[Processor]:
-    """Every processor the enabled plugins contribute through ``taskman_log_processors``, in hook order."""
+def log_processors(runtime: taskman.Runtime) -> list[Processor]:
+    """Every processor the enabled plugins contribute through ``taskman_log_processors``, each isolated."""
+    plugins = runtime.plugins
 
     def fail(plugin: str, reason: str) -> Exception:
-        return PluginError(plugin, plugins.distribution_of(plugin), reason, "taskman_log_processors")
+        return plugins.error(plugin, reason, HOOK)
 
-    return contributed(plugins.call_each("taskman_log_processors", config=config), fail)
+    def report(plugin: str, error: BaseException) -> None:
+        runtime.report_failure(plugin, HOOK, error)
 
-
-@hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return SECTION, LoggingSettings
+    return contributed(plugins.call_each(HOOK, config=runtime.config), fail, report)
 
 
 @hookimpl
-def taskman_configure(config: Any, plugins: Plugins) -> None:
-    settings = settings_of(config)
+def taskman_settings() -> type:
+    return LoggingSettings
+
+
+@hookimpl
+def taskman_configure(runtime: taskman.Runtime) -> None:
+    config = runtime.config
+    settings = runtime.settings(LoggingSettings)
     configure_logging(
         format=settings.resolved_format(config.environment),
         level=settings.level_number,
         static={"app_name": config.app_name, "environment": config.environment},
-        processors=log_processors(plugins, config),
+        processors=log_processors(runtime),
     )
 
 
-@hookimpl(tryfirst=True)
-def taskman_middleware(config: Any) -> list[object]:
-    return [AccessLogMiddleware()]
+@hookimpl
+def taskman_middleware() -> list[object]:
+    # An observer right after request_id: its one line per request has the id and the response as sent.
+    return [staged(AccessLogMiddleware(), "observe", after=("request_id",))]

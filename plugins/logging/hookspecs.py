@@ -10,9 +10,9 @@ from structlog.typing import Processor
 from taskman import hookspec
 
 if TYPE_CHECKING:
-    from taskman.config import Config
+    from taskman import Config, Runtime
 
 
 @hookspec
-def taskman_log_processors(config: Config) -> Sequence[Processor] | None:
+def taskman_log_processors(runtime: Runtime, config: Config) -> Sequence[Processor] | None:
     """Return structlog processors to run on every log event, after the standard fields and before rendering."""

@@ -21,6 +21,7 @@ Processor order, for structlog's own events and stdlib records alike::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -351,12 +352,46 @@ def current_setup() -> LogSetup | None:
     return _current
 
 
-def contributed(results: Sequence[tuple[str, Any]], fail: Callable[[str, str], Exception]) -> list[Processor]:
-    """Flatten ``(plugin, [processor, ...])`` hook results; ``fail(plugin, reason)`` builds the error for a bad one."""
+@attrs.frozen
+class IsolatedProcessor:
+    """A plugin's processor whose failure stays its own: the line goes out, minus what it could not vouch for.
+
+    A processor that raises might have been the one hiding secrets: the
+    line is replaced by one that says which plugin failed, with the level,
+    logger and request id only.  ``report(plugin, error)`` is told of it
+    (the runtime counts it).  ``DropEvent`` is a processor's normal way of
+    filtering and passes through.
+    """
+
+    KEPT = ("level", "logger", "request_id", "app_name", "environment")
+
+    plugin: str
+    processor: Processor
+    # Not part of equality: a set-up with the same processors is the same set-up.
+    report: Callable[[str, BaseException], None] = attrs.field(eq=False)
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        try:
+            return self.processor(logger, method_name, event_dict)
+        except structlog.DropEvent:
+            raise
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self.report(self.plugin, exc)
+            kept = {key: event_dict[key] for key in self.KEPT if key in event_dict}
+            return {**kept, "event": "log_processor_failed", "plugin": self.plugin, "error": type(exc).__name__}
+
+
+def contributed(
+    results: Sequence[tuple[str, Any]],
+    fail: Callable[[str, str], Exception],
+    report: Callable[[str, BaseException], None] = lambda plugin, error: None,
+) -> list[Processor]:
+    """Flatten ``(plugin, [processor, ...])`` hook results, each isolated; ``fail(plugin, reason)`` for a bad one."""
     chain: list[Processor] = []
     for plugin, result in results:
         for processor in result or ():
             if not callable(processor):
                 raise fail(plugin, f"{processor!r} is not a structlog processor (a callable)")
-            chain.append(processor)
+            chain.append(IsolatedProcessor(plugin, processor, report))
     return chain

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
+from taskman import settings_section
+
 FORMATS = ("auto", "json", "console")
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -17,6 +19,7 @@ def _is_level(instance: Any, attribute: Any, value: Any) -> None:
         raise ValueError(f"must be one of {', '.join(LEVELS)} (any case), got {value!r}")
 
 
+@settings_section("logging")
 @attrs.frozen
 class LoggingSettings:
     """``[logging]``: ``APP_LOGGING__FORMAT``, ``APP_LOGGING__LEVEL``."""

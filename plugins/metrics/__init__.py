@@ -20,13 +20,13 @@ import logging
 import os
 import shutil
 import tempfile
-import weakref
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from taskman import hookimpl
+import taskman
+from taskman import hookimpl, staged
 
 from . import hookspecs
 from .http import HttpMetrics, PathFilter
@@ -39,32 +39,28 @@ __all__ = ["MetricsRegistry", "MetricsSettings", "MetricsState", "metrics_state"
 
 taskman_hookspecs = hookspecs
 
-SECTION = "metrics"
-
 #: ``taskman_workers``: a ``livesum`` gauge each worker sets to 1; its files also tell who the workers are.
 WORKERS = "taskman_workers"
+#: Failures the core contained (a raising event listener or log processor), by plugin and hook.
+PLUGIN_FAILURES = "taskman_plugin_failures_total"
 
 log = logging.getLogger("taskman.metrics")
 
 
 @attrs.define(eq=False)
 class MetricsState:
-    """Everything the metrics plugin built for one app."""
+    """Everything the metrics plugin built for one app (kept on its runtime)."""
 
     settings: MetricsSettings
     metrics: MetricsRegistry
     http: HttpMetrics
     paths: PathFilter
     workers: Any
+    plugin_failures: Any
 
 
-# One state per app, found by the app's config object (every hook receives it);
-# an entry goes when its config is garbage collected.
-_states: dict[int, MetricsState] = {}
-
-
-def build_state(config: Any) -> MetricsState:
-    settings: MetricsSettings = config.section(SECTION)
+def build_state(runtime: taskman.Runtime) -> MetricsState:
+    settings = runtime.settings(MetricsSettings)
     directory = multiprocess_directory()
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -74,19 +70,19 @@ def build_state(config: Any) -> MetricsState:
     workers = metrics.gauge(
         WORKERS, "Worker processes serving the app (1 outside taskman serve).", multiprocess_mode="livesum"
     )
+    failures = metrics.counter(
+        PLUGIN_FAILURES,
+        "Plugin failures the core contained (the request went on), by plugin and hook.",
+        ["plugin", "hook"],
+    )
     if settings.process_metrics:
         metrics.add_process_collectors()
-    state = MetricsState(settings, metrics, http, PathFilter(settings.exclude), workers)
-    if _states.get(id(config)) is None:
-        weakref.finalize(config, _states.pop, id(config), None)
-    _states[id(config)] = state
-    return state
+    return MetricsState(settings, metrics, http, PathFilter(settings.exclude), workers, failures)
 
 
-def metrics_state(config: Any) -> MetricsState:
-    """The metrics state of the app built with ``config`` (built now if that app was never configured)."""
-    state = _states.get(id(config))
-    return build_state(config) if state is None else state
+def metrics_state(runtime: taskman.Runtime) -> MetricsState:
+    """The metrics state of this app (built on first use)."""
+    return runtime.component(MetricsState, lambda: build_state(runtime))
 
 
 # -- the serve parent ---------------------------------------------------------
@@ -120,44 +116,50 @@ def serve_directory(configured: str | None) -> Path:
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, MetricsSettings)
+def taskman_settings() -> type:
+    return MetricsSettings
 
 
 @hookimpl(trylast=True)
-def taskman_configure(config: Any, plugins: Any) -> None:
+def taskman_configure(runtime: taskman.Runtime) -> None:
     # Last, so that other plugins' taskman_configure ran before their taskman_metrics.
-    state = build_state(config)
-    plugins.call_each("taskman_metrics", metrics=state.metrics, config=config)
+    state = runtime.component(MetricsState, lambda: build_state(runtime))
+    runtime.plugins.call_each("taskman_metrics", metrics=state.metrics, config=runtime.config)
 
 
 @hookimpl
-def taskman_serve(config: Any, workers: int) -> None:
-    path = serve_directory(config.section(SECTION).multiprocess_dir)
+def taskman_serve(runtime: taskman.Runtime, workers: int) -> None:
+    path = serve_directory(runtime.settings(MetricsSettings).multiprocess_dir)
     log.info("metrics_multiprocess_dir", extra={"path": str(path), "workers": workers})
 
 
-@hookimpl(tryfirst=True)
-def taskman_middleware(config: Any) -> list[object]:
-    state = metrics_state(config)
-    return [MetricsMiddleware(state.http, state.paths)]
+@hookimpl
+def taskman_middleware(runtime: taskman.Runtime) -> list[object]:
+    state = metrics_state(runtime)
+    # An observer: it sees the response as sent (after compression), 401s, 413s and 429s included.
+    return [staged(MetricsMiddleware(state.http, state.paths), "observe", after=("request_id",))]
 
 
 @hookimpl
-def taskman_routes(config: Any) -> list[tuple[str, object]]:
-    state = metrics_state(config)
+def taskman_routes(runtime: taskman.Runtime) -> list[tuple[str, object]]:
+    state = metrics_state(runtime)
     return [(state.settings.path, MetricsResource(state.metrics))]
 
 
 @hookimpl
-def taskman_access(config: Any) -> dict[str, str]:
+def taskman_access(runtime: taskman.Runtime) -> dict[str, str]:
     """For the auth plugin: the scrape endpoint is open or needs a read token, as ``auth.metrics_access`` says."""
-    return {metrics_state(config).settings.path: "metrics"}
+    return {runtime.settings(MetricsSettings).path: "metrics"}
 
 
 @hookimpl
-def taskman_startup(app: Any, config: Any) -> None:
-    state = metrics_state(config)
+def taskman_plugin_failed(runtime: taskman.Runtime, plugin: str, hook: str) -> None:
+    metrics_state(runtime).plugin_failures.labels(plugin=plugin, hook=hook).inc()
+
+
+@hookimpl
+def taskman_startup(runtime: taskman.Runtime) -> None:
+    state = metrics_state(runtime)
     if state.metrics.directory is not None:
         # A worker that replaces a killed one retires the dead one's files.
         reap_dead_processes(state.metrics.directory)
@@ -165,8 +167,8 @@ def taskman_startup(app: Any, config: Any) -> None:
 
 
 @hookimpl
-def taskman_shutdown(app: Any, config: Any) -> None:
-    state = metrics_state(config)
+def taskman_shutdown(runtime: taskman.Runtime) -> None:
+    state = metrics_state(runtime)
     if state.metrics.directory is not None:
         retire_process(state.metrics.directory)
         # Should this process build another app, its values go to new files.
@@ -176,8 +178,8 @@ def taskman_shutdown(app: Any, config: Any) -> None:
 
 
 @hookimpl
-def taskman_openapi(config: Any) -> dict[str, Any]:
+def taskman_openapi(runtime: taskman.Runtime) -> dict[str, Any]:
     """The scrape endpoint, for the openapi plugin (never called while it is disabled)."""
     from . import openapi
 
-    return openapi.fragment(config.section(SECTION).path)
+    return openapi.fragment(runtime.settings(MetricsSettings).path)

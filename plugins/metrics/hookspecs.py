@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 from taskman import hookspec
 
 if TYPE_CHECKING:
-    from taskman.config import Config
+    from taskman import Config, Runtime
 
     from .registry import MetricsRegistry
 
 
 @hookspec
-def taskman_metrics(metrics: MetricsRegistry, config: Config) -> None:
+def taskman_metrics(runtime: Runtime, metrics: MetricsRegistry, config: Config) -> None:
     """Declare Prometheus metrics and scrape-time collectors on ``metrics``; ``/metrics`` serves them."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 from attrs import validators as v
+
+from taskman import setting, settings_section
 
 #: ``http.server.request.duration`` buckets advised by the OpenTelemetry HTTP semantic conventions (seconds).
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
@@ -35,10 +36,6 @@ DEFAULT_SIZE_BUCKETS: tuple[float, ...] = (0.0, *(float(64 * 4**i) for i in rang
 DEFAULT_EXCLUDE: tuple[str, ...] = ("/metrics", "/health", "/health/*")
 
 
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
-
-
 def check_buckets(instance: object, attribute: attrs.Attribute, value: Sequence[float]) -> None:  # type: ignore[type-arg]
     if not value:
         raise ValueError(f"'{attribute.name}' must list at least one bucket bound")
@@ -62,26 +59,27 @@ def _check_patterns(instance: object, attribute: attrs.Attribute, value: Sequenc
             )
 
 
+@settings_section("metrics")
 @attrs.frozen
 class MetricsSettings:
     """Where the scrape is served, what the HTTP metrics skip, and how they are bucketed."""
 
-    path: str = _field("/metrics", "path of the Prometheus scrape endpoint", _check_path)
-    exclude: tuple[str, ...] = _field(
+    path: str = setting("/metrics", "path of the Prometheus scrape endpoint", _check_path)
+    exclude: tuple[str, ...] = setting(
         DEFAULT_EXCLUDE,
         "request paths left out of the HTTP metrics; a trailing '*' matches any suffix",
         _check_patterns,
     )
-    duration_buckets: tuple[float, ...] = _field(
+    duration_buckets: tuple[float, ...] = setting(
         DEFAULT_DURATION_BUCKETS, "bucket bounds (seconds) of http_server_request_duration_seconds", check_buckets
     )
-    size_buckets: tuple[float, ...] = _field(
+    size_buckets: tuple[float, ...] = setting(
         DEFAULT_SIZE_BUCKETS, "bucket bounds (bytes) of the request and response body size histograms", check_buckets
     )
-    multiprocess_dir: str | None = _field(
+    multiprocess_dir: str | None = setting(
         None,
         "folder for the workers' metric files under `taskman serve` (emptied at start); "
         "unset: $PROMETHEUS_MULTIPROC_DIR, else a private temporary folder",
         v.optional(v.min_len(1)),
     )
-    process_metrics: bool = _field(True, "export process CPU, memory and file descriptors", v.instance_of(bool))
+    process_metrics: bool = setting(True, "export process CPU, memory and file descriptors", v.instance_of(bool))

@@ -21,48 +21,50 @@ import hashlib
 import json
 import logging
 import threading
-import weakref
 from typing import Any
 
 import attrs
 
 import taskman
 from taskman import hookimpl
-from taskman.config import plugin_settings
 
 from . import hookspecs, paths
 from .assets import ASSETS_PATH, DOCS_PATH, Assets, docs_page, swagger_ui_folder
 from .components import shared_components
-from .document import OpenApiContributionError, build_document, undocumented
+from .document import OpenApiContributionError, OpenApiDocument, build_document, undocumented
 from .resources import AssetResource, DocsResource, DocumentResource, routed_methods
 from .settings import OpenApiSettings
 
-__all__ = ["OpenApiContributionError", "OpenApiSettings", "build_document", "document_of", "shared_components"]
+__all__ = [
+    "OpenApiContributionError",
+    "OpenApiDocument",
+    "OpenApiSettings",
+    "build_document",
+    "document_of",
+    "shared_components",
+]
 
-SECTION = "openapi"
-
-#: The hook this plugin adds (registered by the core when it loads the plugin).
+#: The hooks this plugin adds (registered by the core when it loads the plugin).
 taskman_hookspecs = hookspecs
 
 log = logging.getLogger("taskman.openapi")
 
 
-def settings_of(config: Any) -> OpenApiSettings:
-    return plugin_settings(config, SECTION, OpenApiSettings)
-
-
-def compose(config: Any, plugins: Any) -> dict[str, Any]:
-    """The merged document of every enabled plugin's ``taskman_openapi`` fragment."""
-    settings = settings_of(config)
-    contributions = plugins.call_each("taskman_openapi", config=config)
-    document = build_document(
-        contributions,
-        title=settings.title or config.app_name,
-        version=settings.version or taskman.__version__,
-        description=settings.description,
-        servers=settings.servers,
+def compose(runtime: taskman.Runtime) -> OpenApiDocument:
+    """The merged document of every enabled plugin's ``taskman_openapi`` fragment, amended."""
+    config = runtime.config
+    settings = runtime.settings(OpenApiSettings)
+    contributions = runtime.plugins.call_each("taskman_openapi", config=config)
+    document = OpenApiDocument(
+        build_document(
+            contributions,
+            title=settings.title or config.app_name,
+            version=settings.version or taskman.__version__,
+            description=settings.description,
+            servers=settings.servers,
+        )
     )
-    plugins.call_each("taskman_openapi_amend", config=config, plugins=plugins, document=document)
+    runtime.plugins.call_each("taskman_openapi_amend", config=config, plugins=runtime.plugins, document=document)
     return document
 
 
@@ -74,66 +76,61 @@ class _Built:
 
 
 class DocumentSource:
-    """One app's document: built by ``taskman_configure``, or from the runtime on first use."""
+    """One app's document, built once its plugin set is configured."""
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: taskman.Runtime) -> None:
+        self._runtime = runtime
         self._lock = threading.Lock()
         self._built: _Built | None = None
 
-    def build(self, config: Any, plugins: Any) -> _Built:
-        document = compose(config, plugins)
+    def build(self) -> _Built:
+        document = compose(self._runtime)
         body = json.dumps(document, separators=(",", ":")).encode()
         built = _Built(document, body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
         with self._lock:
             self._built = built
         return built
 
-    def get(self, runtime: Any) -> _Built:
+    def get(self) -> _Built:
         with self._lock:
             built = self._built
-        return built if built is not None else self.build(runtime.config, runtime.plugins)
+        return built if built is not None else self.build()
 
     def served(self, runtime: Any) -> tuple[bytes, str]:
-        built = self.get(runtime)
+        built = self.get()
         return built.body, built.etag
 
 
-# One source per config (every hook receives it); an entry goes when its config is garbage collected.
-_sources: dict[int, DocumentSource] = {}
-
-
-def _source_for(config: Any) -> DocumentSource:
-    source = _sources.get(id(config))
-    if source is None:
-        source = _sources[id(config)] = DocumentSource()
-        weakref.finalize(config, _sources.pop, id(config), None)
-    return source
+def _source(runtime: taskman.Runtime) -> DocumentSource:
+    return runtime.component(DocumentSource, lambda: DocumentSource(runtime))
 
 
 def document_of(app: Any) -> dict[str, Any]:
     """The OpenAPI document ``app`` serves (built now if it was not yet)."""
-    return _source_for(app.taskman.config).get(app.taskman).document
+    return _source(app.taskman).get().document
 
 
 # -- hooks --------------------------------------------------------------------
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, OpenApiSettings)
+def taskman_settings() -> type:
+    return OpenApiSettings
 
 
 @hookimpl
-def taskman_configure(config: Any, plugins: Any) -> None:
-    _source_for(config).build(config, plugins)
+def taskman_validate(runtime: taskman.Runtime) -> None:
+    """Build the document once the app is: a conflict between two plugins stops start-up and fails a check."""
+    _source(runtime).build()
 
 
 @hookimpl
-def taskman_routes(config: Any) -> list[tuple[str, object]]:
-    source = _source_for(config)
+def taskman_routes(runtime: taskman.Runtime) -> list[tuple[str, object]]:
+    source = _source(runtime)
+    settings = runtime.settings(OpenApiSettings)
     routes: list[tuple[str, object]] = [(paths.DOCUMENT_PATH, DocumentResource(source.served))]
-    if settings_of(config).docs:
-        page = docs_page(settings_of(config).title or config.app_name)
+    if settings.docs:
+        page = docs_page(settings.title or runtime.config.app_name)
         routes += [
             (DOCS_PATH, DocsResource(page, f'"{hashlib.sha256(page).hexdigest()[:32]}"')),
             (ASSETS_PATH + "/{name}", AssetResource(Assets(swagger_ui_folder()))),
@@ -142,18 +139,20 @@ def taskman_routes(config: Any) -> list[tuple[str, object]]:
 
 
 @hookimpl
-def taskman_access(config: Any) -> dict[str, str]:
+def taskman_access(runtime: taskman.Runtime) -> dict[str, str]:
     """For the auth plugin: the document and the docs page describe the API; anyone may read them."""
+    if not runtime.settings(OpenApiSettings).docs:
+        return {paths.DOCUMENT_PATH: "public"}
     return {paths.DOCUMENT_PATH: "public", DOCS_PATH: "public", ASSETS_PATH + "/{name}": "public"}
 
 
 @hookimpl
-def taskman_openapi(config: Any) -> dict[str, Any]:
-    return paths.fragment(docs=settings_of(config).docs)
+def taskman_openapi(runtime: taskman.Runtime) -> dict[str, Any]:
+    return paths.fragment(docs=runtime.settings(OpenApiSettings).docs)
 
 
 @hookimpl
-def taskman_startup(app: Any, config: Any) -> None:
+def taskman_startup(runtime: taskman.Runtime, app: Any) -> None:
     """Warn about routes no plugin documents: they are missing from the document and the reference."""
     missing = undocumented(document_of(app), routed_methods(app))
     if missing:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from .components import REF_PREFIX, RESPONSE_FOR_STATUS, ref, shared_components
+from .components import REF_PREFIX, RESPONSE_FOR_STATUS, problem_response, ref, shared_components
 
 OPENAPI_VERSION = "3.1.1"
 
@@ -118,6 +118,37 @@ def add_response(operation: dict[str, Any], status: int, response: str) -> None:
     declared = {str(code).upper() for code in responses}
     if str(status) not in declared and f"{str(status)[0]}XX" not in declared:
         responses[str(status)] = ref("responses", response)
+
+
+class OpenApiDocument(dict[str, Any]):
+    """The merged document handed to ``taskman_openapi_amend``: the document itself, with helpers.
+
+    Plugins amend other plugins' operations through these methods and never
+    import this plugin's modules.
+    """
+
+    def operations(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """``(path, method, operation)`` of every operation."""
+        return operations(self)
+
+    def add_response(self, operation: dict[str, Any], status: int, response: str) -> None:
+        """Document ``status`` as the shared response ``response`` (a name under ``components/responses``)."""
+        add_response(operation, status, response)
+
+    def add_problem_response(self, name: str, description: str) -> None:
+        """Define the shared response ``name``: a problem+json body described by ``description``."""
+        self.component("responses")[name] = problem_response(description)
+
+    def component(self, section: str) -> dict[str, Any]:
+        """The ``components`` section ``section`` (``schemas``, ``securitySchemes``...), created if absent."""
+        components: dict[str, Any] = self.setdefault("components", {})
+        found: dict[str, Any] = components.setdefault(section, {})
+        return found
+
+    @staticmethod
+    def path_key(path: str) -> str:
+        """What makes two paths (or a path and a Falcon URI template) the same route."""
+        return path_key(path)
 
 
 def add_core_responses(paths: Mapping[str, Any], components: Mapping[str, Any]) -> None:
@@ -329,6 +360,9 @@ def documented_operations(document: Mapping[str, Any]) -> dict[str, set[str]]:
 def undocumented(document: Mapping[str, Any], routes: Mapping[str, Iterable[str]]) -> list[str]:
     """``"METHOD /template"`` of each routed method (``{uri_template: methods}``) the document lacks."""
     documented = documented_operations(document)
+    for methods in documented.values():
+        if "GET" in methods:
+            methods.add("HEAD")  # every GET answers HEAD too; documents rarely list it
     return sorted(
         f"{method.upper()} {template}"
         for template, methods in routes.items()

@@ -8,14 +8,16 @@ from typing import TYPE_CHECKING, Any
 from taskman import hookspec
 
 if TYPE_CHECKING:
-    from taskman.config import Config
+    from taskman import Config, Runtime
+
+    from .document import OpenApiDocument
 
 
 @hookspec
-def taskman_openapi(config: Config) -> Mapping[str, Any] | None:
+def taskman_openapi(runtime: Runtime, config: Config) -> Mapping[str, Any] | None:
     """Return an OpenAPI fragment: ``paths``, and optionally ``components`` (schemas, responses, ...) and ``tags``."""
 
 
 @hookspec
-def taskman_openapi_amend(config: Config, plugins: Any, document: dict[str, Any]) -> None:
-    """Change the merged document in place: what a plugin adds to other plugins' operations (security, errors)."""
+def taskman_openapi_amend(runtime: Runtime, config: Config, plugins: Any, document: OpenApiDocument) -> None:
+    """Amend the merged document in place through its helpers: what a plugin adds to others' operations."""

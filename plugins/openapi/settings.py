@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 from attrs import validators as v
 
-
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
+from taskman import setting, settings_section
 
 
 def _check_servers(instance: object, attribute: attrs.Attribute, value: Sequence[str]) -> None:  # type: ignore[type-arg]
@@ -19,15 +16,16 @@ def _check_servers(instance: object, attribute: attrs.Attribute, value: Sequence
             raise ValueError(f"'{attribute.name}' entries must be URLs without spaces: {url!r}")
 
 
+@settings_section("openapi")
 @attrs.frozen
 class OpenApiSettings:
     """What ``info`` and ``servers`` say, and whether ``/api/docs`` is served."""
 
-    title: str = _field("", "the document's info.title; empty: the app_name setting", v.instance_of(str))
-    version: str = _field("", "the document's info.version; empty: taskman's version", v.instance_of(str))
-    description: str = _field("", "the document's info.description (Markdown)", v.instance_of(str))
-    docs: bool = _field(True, "serve the interactive API reference at /api/docs", v.instance_of(bool))
-    servers: tuple[str, ...] = _field(
+    title: str = setting("", "the document's info.title; empty: the app_name setting", v.instance_of(str))
+    version: str = setting("", "the document's info.version; empty: taskman's version", v.instance_of(str))
+    description: str = setting("", "the document's info.description (Markdown)", v.instance_of(str))
+    docs: bool = setting(True, "serve the interactive API reference at /api/docs", v.instance_of(bool))
+    servers: tuple[str, ...] = setting(
         (),
         "base URLs listed in the document's servers; empty: the host that served the document",
         _check_servers,

@@ -13,18 +13,18 @@ docs/ratelimit.md.
 from __future__ import annotations
 
 import logging
-import weakref
 from typing import Any
 
+import taskman
 from taskman import hookimpl
-from taskman.config import plugin_settings
 
 from .backends import Backend, MemoryBackend, RedisBackend, open_backend
 from .core import Decision, FailureLog, RateLimiter, StorageUnavailableError, group_of, identity_of, is_exempt
-from .middleware import RateLimitMiddleware
+from .middleware import AuthFailureGuard, RateLimitMiddleware
 from .settings import RateLimitSettings, parse_rate
 
 __all__ = [
+    "AuthFailureGuard",
     "Backend",
     "Decision",
     "FailureLog",
@@ -42,16 +42,7 @@ __all__ = [
     "parse_rate",
 ]
 
-SECTION = "ratelimit"
-
 log = logging.getLogger("taskman.ratelimit")
-
-#: The limiters built for each config (by id), closed by taskman_shutdown; an entry goes with its config.
-_limiters: dict[int, list[RateLimiter]] = {}
-
-
-def settings_of(config: Any) -> RateLimitSettings:
-    return plugin_settings(config, SECTION, RateLimitSettings)
 
 
 def build_middleware(settings: RateLimitSettings) -> RateLimitMiddleware:
@@ -65,33 +56,30 @@ def build_middleware(settings: RateLimitSettings) -> RateLimitMiddleware:
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, RateLimitSettings)
-
-
-@hookimpl(trylast=True)
-def taskman_middleware(config: Any) -> list[object]:
-    """After request_id, logging and metrics (they time and log the 429s too), after auth (it names the caller)."""
-    middleware = build_middleware(settings_of(config))
-    if id(config) not in _limiters:
-        weakref.finalize(config, _limiters.pop, id(config), None)
-    _limiters.setdefault(id(config), []).append(middleware.limiter)
-    return [middleware]
+def taskman_settings() -> type:
+    return RateLimitSettings
 
 
 @hookimpl
-def taskman_shutdown(app: Any, config: Any) -> None:
+def taskman_middleware(runtime: taskman.Runtime) -> list[object]:
+    """Admission (stage admit, after auth names the caller, before it refuses), and the refused-auth budget."""
+    middleware = runtime.component(RateLimitMiddleware, lambda: build_middleware(runtime.settings(RateLimitSettings)))
+    guard = AuthFailureGuard(middleware.limiter, middleware.failure_log, middleware.storage)
+    return [guard, middleware]
+
+
+@hookimpl
+def taskman_shutdown(runtime: taskman.Runtime) -> None:
     """Close the storage clients' connections (a Redis pool); they reconnect if the app serves again."""
-    for limiter in _limiters.get(id(config), []):
-        limiter.close()
+    middleware = runtime.find(RateLimitMiddleware)
+    if middleware is not None:
+        middleware.limiter.close()
 
 
 @hookimpl
-def taskman_openapi_amend(config: Any, plugins: Any, document: dict[str, Any]) -> None:
+def taskman_openapi_amend(runtime: taskman.Runtime, document: Any) -> None:
     """For the openapi plugin: every limited operation may answer 429."""
-    from ..openapi.document import add_response, operations
-
-    settings = settings_of(config)
-    for path, method, operation in operations(document):
+    settings = runtime.settings(RateLimitSettings)
+    for path, method, operation in document.operations():
         if group_of(method.upper()) is not None and not is_exempt(path, settings.exempt_paths):
-            add_response(operation, 429, "TooManyRequests")
+            document.add_response(operation, 429, "TooManyRequests")

@@ -50,6 +50,10 @@ class Backend(Protocol):
 
     async def hit_async(self, rate: RateLimitItem, *key: str) -> Hit: ...
 
+    def peek(self, rate: RateLimitItem, *key: str) -> Hit: ...
+
+    async def peek_async(self, rate: RateLimitItem, *key: str) -> Hit: ...
+
     def close(self) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -59,6 +63,12 @@ def _hit(limiter: limits.strategies.RateLimiter, rate: RateLimitItem, key: tuple
     allowed = limiter.hit(rate, *key)
     stats = limiter.get_window_stats(rate, *key)
     return Hit(allowed, max(0, stats.remaining), stats.reset_time)
+
+
+def _peek(limiter: limits.strategies.RateLimiter, rate: RateLimitItem, key: tuple[str, ...]) -> Hit:
+    """Whether one more hit would fit, without counting one."""
+    stats = limiter.get_window_stats(rate, *key)
+    return Hit(stats.remaining > 0, max(0, stats.remaining), stats.reset_time)
 
 
 class MemoryBackend:
@@ -73,6 +83,12 @@ class MemoryBackend:
 
     async def hit_async(self, rate: RateLimitItem, *key: str) -> Hit:
         return self.hit(rate, *key)  # microseconds of dict and list work: no reason to leave the loop
+
+    def peek(self, rate: RateLimitItem, *key: str) -> Hit:
+        return _peek(self._limiter, rate, key)
+
+    async def peek_async(self, rate: RateLimitItem, *key: str) -> Hit:
+        return self.peek(rate, *key)
 
     def close(self) -> None:
         return None
@@ -116,6 +132,13 @@ class RedisBackend:
         allowed = await limiter.hit(rate, *key)
         stats = await limiter.get_window_stats(rate, *key)
         return Hit(allowed, max(0, stats.remaining), stats.reset_time)
+
+    def peek(self, rate: RateLimitItem, *key: str) -> Hit:
+        return _peek(self._limiter, rate, key)
+
+    async def peek_async(self, rate: RateLimitItem, *key: str) -> Hit:
+        stats = await self._limiter_for_running_loop().get_window_stats(rate, *key)
+        return Hit(stats.remaining > 0, max(0, stats.remaining), stats.reset_time)
 
     def _limiter_for_running_loop(self) -> limits.aio.strategies.MovingWindowRateLimiter:
         loop = asyncio.get_running_loop()

@@ -24,6 +24,8 @@ from .backends import Backend, Hit
 
 READS = "reads"
 WRITES = "writes"
+#: Refused authentications per client address: a budget of its own, so guessing tokens is slow and cheap.
+AUTH_FAILURES = "auth_failures"
 
 #: The route group of each limited method; any other method (OPTIONS above all) is never limited.
 GROUP_OF_METHOD: Mapping[str, str] = {
@@ -153,6 +155,25 @@ class RateLimiter:
         self._check_retry()
         try:
             hit = await self.backend.hit_async(rate, group, identity)
+        except STORAGE_ERRORS as exc:
+            raise self._failed(exc) from exc
+        return self._decision(rate, hit)
+
+    def peek(self, identity: str, group: str) -> Decision:
+        """Whether ``identity`` has budget left in ``group``, without spending any."""
+        rate = self.rates[group]
+        self._check_retry()
+        try:
+            hit = self.backend.peek(rate, group, identity)
+        except STORAGE_ERRORS as exc:
+            raise self._failed(exc) from exc
+        return self._decision(rate, hit)
+
+    async def peek_async(self, identity: str, group: str) -> Decision:
+        rate = self.rates[group]
+        self._check_retry()
+        try:
+            hit = await self.backend.peek_async(rate, group, identity)
         except STORAGE_ERRORS as exc:
             raise self._failed(exc) from exc
         return self._decision(rate, hit)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 import attrs
 import limits
 from attrs import validators as v
+
+from taskman import setting, settings_section
 
 StorageFailure = Literal["open", "closed"]
 
@@ -18,10 +20,6 @@ MEMORY_SCHEMES = frozenset({"memory"})
 REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+unix"})
 
 _KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-
-
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
 
 
 def parse_rate(text: str) -> limits.RateLimitItem:
@@ -69,47 +67,57 @@ def _check_key_prefix(instance: object, attribute: attrs.Attribute, value: str) 
         raise ValueError(f"must be 1-64 characters among A-Z a-z 0-9 _ . : -, got {value!r}")
 
 
+@settings_section("ratelimit")
 @attrs.frozen
 class RateLimitSettings:
     """Rates per route group, where the counts live and what happens when that storage is unreachable."""
 
-    reads: str = _field("300/minute", "rate of GET and HEAD requests per client (limits' notation)", _check_rate)
-    writes: str = _field(
+    reads: str = setting("300/minute", "rate of GET and HEAD requests per client (limits' notation)", _check_rate)
+    writes: str = setting(
         "60/minute", "rate of POST, PUT, PATCH and DELETE requests per client (limits' notation)", _check_rate
     )
-    storage_url: str = _field(
+    auth_failures: str = setting(
+        "30/minute",
+        "refused authentications per client address; past it, requests with a token get 429 before any lookup",
+        _check_rate,
+    )
+    storage_url: str = setting(
         "memory://",
         "memory:// (per process) or redis://host:port/db (shared by every worker and machine)",
         _check_storage_url,
     )
-    storage_failure: StorageFailure = _field(
+    storage_failure: StorageFailure = setting(
         "open",
         "when the storage is unreachable: open (serve unlimited) or closed (503)",
         v.in_(("open", "closed")),
     )
-    storage_timeout: float = _field(
+    storage_timeout: float = setting(
         0.5, "seconds to connect to, and to wait for, the Redis storage", [v.gt(0), v.le(30)]
     )
-    storage_retry_interval: float = _field(
+    storage_retry_interval: float = setting(
         1.0,
         "seconds after a storage failure before the storage is tried again; Retry-After of the closed-mode 503",
         [v.ge(0), v.le(300)],
     )
-    failure_log_interval: float = _field(
+    failure_log_interval: float = setting(
         60.0, "at most one ratelimit_storage_unavailable warning per this many seconds", [v.ge(0), v.le(86_400)]
     )
-    key_prefix: str = _field(
+    key_prefix: str = setting(
         "taskman", "prefix of the storage keys (tells apps sharing a Redis apart)", _check_key_prefix
     )
-    trust_forwarded_for: bool = _field(
+    trust_forwarded_for: bool = setting(
         False,
         "identify anonymous clients by the first X-Forwarded-For address (only behind a proxy that sets it)",
         v.instance_of(bool),
     )
-    exempt_paths: tuple[str, ...] = _field(
+    exempt_paths: tuple[str, ...] = setting(
         ("/health", "/metrics"), "path prefixes never limited (probes, scrapers)", _check_exempt_paths
     )
 
     def rates(self) -> dict[str, limits.RateLimitItem]:
         """The parsed rate of each route group."""
-        return {"reads": parse_rate(self.reads), "writes": parse_rate(self.writes)}
+        return {
+            "reads": parse_rate(self.reads),
+            "writes": parse_rate(self.writes),
+            "auth_failures": parse_rate(self.auth_failures),
+        }

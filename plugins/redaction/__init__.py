@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from taskman import hookimpl
+from taskman import hookimpl, settings_section
 
 from .redactor import DEFAULT_KEYS, REDACTED, Redactor, key_segments
 
@@ -28,6 +28,7 @@ def _valid_keys(instance: Any, attribute: Any, value: Any) -> None:
             raise ValueError(f"each key needs at least one letter or digit, got {key!r}")
 
 
+@settings_section("redaction")
 @attrs.frozen
 class RedactionSettings:
     """``[redaction]``: ``APP_REDACTION__EXTRA_KEYS=ssn,card_number``."""
@@ -40,12 +41,10 @@ class RedactionSettings:
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return SECTION, RedactionSettings
+def taskman_settings() -> type:
+    return RedactionSettings
 
 
 @hookimpl
 def taskman_log_processors(config: Any) -> list[Redactor]:
-    settings = getattr(config, "sections", {}).get(SECTION)
-    extra = settings.extra_keys if isinstance(settings, RedactionSettings) else ()
-    return [Redactor(extra)]
+    return [Redactor(config.settings(RedactionSettings).extra_keys)]

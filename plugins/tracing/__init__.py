@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskman import hookimpl
+from taskman import hookimpl, staged
 
 from .middleware import TracingMiddleware
 from .runtime import TracingRuntime, active, release, setup
-from .settings import SECTION, TracingSettings, traces_url
+from .settings import TracingSettings, traces_url
 from .spans import REQUEST_ID_ATTRIBUTE, instrument_database, uninstrument_database
 
 __all__ = [
@@ -31,20 +31,21 @@ __all__ = [
 
 
 def settings_of(config: Any) -> TracingSettings:
-    settings: TracingSettings = config.section(SECTION)
+    settings: TracingSettings = config.settings(TracingSettings)
     return settings
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, TracingSettings)
+def taskman_settings() -> type:
+    return TracingSettings
 
 
-@hookimpl(tryfirst=True)
+@hookimpl
 def taskman_middleware(config: Any) -> list[object]:
-    # Outermost but for request_id (also tryfirst, earlier by name): the span
-    # covers every other middleware.
-    return [TracingMiddleware()] if settings_of(config).enabled else []
+    # An observer, right after request_id: the span covers every other middleware and carries the id.
+    if not settings_of(config).enabled:
+        return []
+    return [staged(TracingMiddleware(), "observe", after=("request_id",), before=("logging", "metrics"))]
 
 
 @hookimpl

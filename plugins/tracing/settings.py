@@ -8,11 +8,9 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
+from taskman import setting, settings_section
+
 SECTION = "tracing"
-
-
-def _field(default: Any, help: str, validator: Any = None) -> Any:
-    return attrs.field(default=default, validator=validator, metadata={"help": help})
 
 
 def _endpoint(instance: Any, attribute: attrs.Attribute[str], value: str) -> None:
@@ -20,21 +18,22 @@ def _endpoint(instance: Any, attribute: attrs.Attribute[str], value: str) -> Non
         raise ValueError(f"must be empty (tracing off) or an http:// or https:// URL, got {value!r}", attribute, value)
 
 
+@settings_section("tracing")
 @attrs.frozen
 class TracingSettings:
     """Tracing is on exactly when ``otlp_endpoint`` is set."""
 
-    otlp_endpoint: str = _field(
+    otlp_endpoint: str = setting(
         "",
         "OTLP/HTTP collector URL (http://collector:4318); /v1/traces is appended unless present; empty = off",
         [v.instance_of(str), _endpoint],
     )
-    service_name: str = _field("", "service.name of the exported spans; empty = app_name", v.instance_of(str))
-    sample_ratio: float = _field(
+    service_name: str = setting("", "service.name of the exported spans; empty = app_name", v.instance_of(str))
+    sample_ratio: float = setting(
         1.0, "share of new traces recorded (0-1); an incoming traceparent's decision wins", [v.ge(0.0), v.le(1.0)]
     )
-    export_timeout: float = _field(10.0, "seconds one export request to the collector may take", [v.gt(0), v.le(300)])
-    trace_database: bool = _field(True, "a CLIENT span for every SQL statement", v.instance_of(bool))
+    export_timeout: float = setting(10.0, "seconds one export request to the collector may take", [v.gt(0), v.le(300)])
+    trace_database: bool = setting(True, "a CLIENT span for every SQL statement", v.instance_of(bool))
 
     @property
     def enabled(self) -> bool:

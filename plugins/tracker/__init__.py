@@ -13,9 +13,8 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from taskman import db as taskman_db
+import taskman
 from taskman import hookimpl
-from taskman.config import plugin_settings
 
 from . import http, openapi
 from .action_lists import ActionLists
@@ -26,12 +25,8 @@ from .sprints import Sprints
 from .store import Store
 from .tasks import Tasks
 
-SECTION = "tracker"
 PREFIX = "/api/v1"
-
-
-def settings_of(config: Any) -> TrackerSettings:
-    return plugin_settings(config, SECTION, TrackerSettings)
+_NO_TTL = datetime.timedelta(0)
 
 
 def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
@@ -88,8 +83,8 @@ def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
 
 
 @hookimpl
-def taskman_settings() -> tuple[str, type]:
-    return (SECTION, TrackerSettings)
+def taskman_settings() -> type:
+    return TrackerSettings
 
 
 @hookimpl
@@ -98,18 +93,18 @@ def taskman_migrations() -> Path:
 
 
 @hookimpl
-def taskman_routes(config: Any) -> list[tuple[str, object]]:
-    ttl = datetime.timedelta(hours=settings_of(config).idempotency_ttl_hours)
-    return routes(Store(taskman_db.database, http.emit_to_request_runtime), ttl)
+def taskman_routes(runtime: taskman.Runtime) -> list[tuple[str, object]]:
+    ttl = datetime.timedelta(hours=runtime.settings(TrackerSettings).idempotency_ttl_hours)
+    # Models bind to taskman.database, which is this app's database whenever this app serves.
+    return routes(Store(taskman.database, runtime.fire_event), ttl)
 
 
 @hookimpl
-def taskman_openapi(config: Any) -> dict[str, Any]:
+def taskman_openapi() -> dict[str, Any]:
     return openapi.fragment(PREFIX)
 
 
 @hookimpl
-def taskman_access(config: Any) -> dict[str, str]:
+def taskman_access(runtime: taskman.Runtime) -> dict[str, str]:
     """For the auth plugin: reading needs the ``read`` scope, changing anything ``write``."""
-    contributed = routes(Store(taskman_db.database, http.emit_to_request_runtime), datetime.timedelta(0))
-    return {template: "by-method" for template, _ in contributed}
+    return {template: "by-method" for template, _ in routes(Store(taskman.database, runtime.fire_event), _NO_TTL)}

@@ -7,7 +7,6 @@ reads requests, calls them and writes responses.
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 import functools
 import json
@@ -18,7 +17,7 @@ from urllib.parse import urlencode
 
 import falcon
 
-from taskman.errors import ValidationProblem
+from taskman import ValidationProblem
 
 from . import idempotency
 from .action_lists import ActionLists, action_item, item_at, reorder
@@ -81,28 +80,15 @@ def http_error(error: TrackerError) -> falcon.HTTPError:
     raise error
 
 
-#: The runtime of the app serving the current request: the events its changes fire go to its plugins.
-_runtime: contextvars.ContextVar[Any] = contextvars.ContextVar("tracker_runtime", default=None)
-
-
-def emit_to_request_runtime(name: str, payload: Mapping[str, Any]) -> None:
-    runtime = _runtime.get()
-    if runtime is not None:
-        runtime.fire_event(name, dict(payload))
-
-
 def translating(responder: Callable[..., None]) -> Callable[..., None]:
-    """Serve with the request's runtime as the event sink; turn the tracker's errors into problem+json."""
+    """Turn the tracker's errors into problem+json."""
 
     @functools.wraps(responder)
     def respond(self: Any, req: Any, resp: Any, **params: Any) -> None:
-        token = _runtime.set(getattr(req, "taskman", None))
         try:
             responder(self, req, resp, **params)
         except TrackerError as error:
             raise http_error(error) from None
-        finally:
-            _runtime.reset(token)
 
     return respond
 

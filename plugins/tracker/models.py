@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee
 
-from taskman.db import database
+from taskman import database
 
 
 class JSONList(peewee.TextField):  # type: ignore[misc]

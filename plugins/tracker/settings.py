@@ -5,7 +5,10 @@ from __future__ import annotations
 import attrs
 from attrs import validators as v
 
+from taskman import settings_section
 
+
+@settings_section("tracker")
 @attrs.frozen
 class TrackerSettings:
     """How long idempotency keys are remembered."""

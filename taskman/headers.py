@@ -1,4 +1,4 @@
-"""Plain helpers for comma-separated HTTP header values, shared by the built-in plugins (not a plugin)."""
+"""Plain helpers for comma-separated HTTP header values (part of the plugin API: ``taskman.with_vary``)."""
 
 from __future__ import annotations
 
