@@ -177,7 +177,12 @@ def test_a_preflight_from_an_allowed_origin_is_answered(make_client: Client) -> 
     assert result.status_code == 200
     headers = cors_headers(result)
     assert headers["access-control-allow-origin"] == APP_ORIGIN
-    assert set(split_header_list(headers["access-control-allow-methods"])) == {"GET", "POST", "DELETE"}
+    assert set(split_header_list(headers["access-control-allow-methods"])) == {
+        "GET",
+        "HEAD",
+        "POST",
+        "DELETE",
+    }  # HEAD: the route answers it wherever GET
     assert headers["access-control-allow-headers"] == ", ".join(DEFAULT_HEADERS)  # not an echo of the request
     assert headers["access-control-max-age"] == "600"
     assert "access-control-allow-credentials" not in headers
@@ -192,7 +197,7 @@ def test_a_preflight_from_a_disallowed_origin_is_not(make_client: Client) -> Non
 def test_a_preflight_allows_only_the_configured_methods(make_client: Client) -> None:
     client = client_with(make_client, APP_CORS__ALLOW_METHODS="GET,HEAD,POST")
     headers = cors_headers(preflight(client, APP_ORIGIN))
-    assert set(split_header_list(headers["access-control-allow-methods"])) == {"GET", "POST"}
+    assert set(split_header_list(headers["access-control-allow-methods"])) == {"GET", "HEAD", "POST"}
 
 
 def test_a_preflight_to_a_route_without_an_allowed_method_gets_no_method_headers(make_client: Client) -> None:

@@ -108,7 +108,7 @@ def test_cli_plugins_lists_hello(hello_site: Path, tmp_path: Path) -> None:
         "distribution": "taskman-hello",
         "version": "1.0.0",
         "enabled": True,
-        "hooks": ["taskman_routes"],
+        "hooks": ["taskman_access", "taskman_openapi", "taskman_routes", "taskman_settings"],
         "error": None,
     }
     assert rows["request_id"]["distribution"] == "taskman"  # the built-ins are still there
@@ -116,7 +116,16 @@ def test_cli_plugins_lists_hello(hello_site: Path, tmp_path: Path) -> None:
     plain = run_taskman(["plugins"], cwd=tmp_path, pythonpath=[hello_site])
     assert plain.returncode == 0, plain.stderr
     (line,) = [row for row in plain.stdout.splitlines() if row.split()[0] == "hello"]
-    assert line.split() == ["hello", "taskman-hello", "1.0.0", "enabled", "taskman_routes"]
+    assert line.split() == [
+        "hello",
+        "taskman-hello",
+        "1.0.0",
+        "enabled",
+        "taskman_access,",
+        "taskman_openapi,",
+        "taskman_routes,",
+        "taskman_settings",
+    ]
 
 
 def test_cli_routes_shows_hello(hello_site: Path, tmp_path: Path) -> None:

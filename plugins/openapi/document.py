@@ -360,9 +360,6 @@ def documented_operations(document: Mapping[str, Any]) -> dict[str, set[str]]:
 def undocumented(document: Mapping[str, Any], routes: Mapping[str, Iterable[str]]) -> list[str]:
     """``"METHOD /template"`` of each routed method (``{uri_template: methods}``) the document lacks."""
     documented = documented_operations(document)
-    for methods in documented.values():
-        if "GET" in methods:
-            methods.add("HEAD")  # every GET answers HEAD too; documents rarely list it
     return sorted(
         f"{method.upper()} {template}"
         for template, methods in routes.items()

@@ -82,9 +82,13 @@ def routed_methods(app: Any) -> dict[str, set[str]]:
     """``{uri_template: {"GET", ...}}``: the methods each route's responders answer.
 
     Falcon's own responders (``OPTIONS`` on every route, 405 for the rest)
-    are left out: OpenAPI does not describe them per path.
+    are left out: OpenAPI does not describe them per path; so is the HEAD
+    the core adds wherever GET is (it is that GET without the body).
     """
-    return {
-        route.path: {m.method for m in route.methods if not m.internal}
-        for route in falcon.inspect.inspect_app(app).routes
-    }
+    routed = {}
+    for route in falcon.inspect.inspect_app(app).routes:
+        methods = {m.method for m in route.methods if not m.internal}
+        if "GET" in methods:
+            methods.discard("HEAD")
+        routed[route.path] = methods
+    return routed
