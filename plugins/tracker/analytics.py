@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .schemas import TASK_STATUSES
+from .schemas import MAX_SERIES_DAYS, TASK_STATUSES
 
 
 def project_metrics(tasks_by_status: Mapping[str, int]) -> dict[str, Any]:
@@ -37,10 +37,6 @@ def health_score(metrics: Mapping[str, Any]) -> float:
     if not metrics["total_tasks"]:
         return 100.0
     return float(max(0.0, min(100.0, metrics["completion_percentage"] - 2 * metrics["blocked_percentage"] + 50)))
-
-
-#: The longest series a report carries: the most recent days of a sprint left open (or planned) for years.
-MAX_SERIES_DAYS = 3660
 
 
 def burndown(
