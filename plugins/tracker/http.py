@@ -135,6 +135,19 @@ def read_body(req: Any, schema: Schema, *, types: tuple[str, ...] = JSON_TYPES, 
     return schema.check(body)
 
 
+def caller(req: Any) -> str | None:
+    """Who sends the request, by name, as an identity plugin put it on ``req.context.auth``; None: anonymous.
+
+    The auth plugin puts a ``Principal`` (or None) there; any object with a
+    ``name`` works, so the tracker needs no plugin of its own kind.
+    """
+    principal = getattr(req.context, "auth", None)
+    if principal is None:
+        return None
+    name = getattr(principal, "name", None)
+    return name if isinstance(name, str) else str(principal)
+
+
 def checked_id(collection: Collection, record_id: str) -> str:
     """A path's record id, refused with 404 before anything else uses it when no record can have it."""
     require_possible_id(record_id, collection.label.replace("_", " ").capitalize())
@@ -222,7 +235,7 @@ class Idempotency:
         return idempotency.run_once(
             collection.store,
             key=key,
-            scope=f"POST {req.path}",
+            scope=idempotency.scope_of(caller(req), "POST", req.path),
             request_fingerprint=idempotency.fingerprint("POST", req.path, body),
             ttl=self.ttl,
             work=work,
