@@ -506,3 +506,33 @@ def test_an_item_index_is_ascii_digits(api: Api, logs: Lines) -> None:
         assert api.delete(path).status_code == 404, index
     assert api.get(f"/action-lists/{list_id}").json["items"] == [{"text": "a", "done": False}]
     assert_nothing_failed(logs)
+
+
+def test_the_first_and_last_days_of_the_calendar_are_served(api: Api, logs: Lines) -> None:
+    """Dates at the ends of what a date holds: the midnight after 9999-12-31 overflowed in the burndown (a 500)."""
+    api.project(start_date="0001-01-01", target_end_date="9999-12-31")
+    api.sprint("S-end", start_date="9999-12-20", end_date="9999-12-31")
+    api.sprint("S-first", start_date="0001-01-01", end_date="0001-12-31")
+    api.task("T-end", sprint_id="S-end", estimate_points=5, due_at="9999-12-31T23:59:59Z")
+    api.task("T-first", due_at="0001-01-01T00:00:00Z", estimate_points=1)
+    for sprint in ("S-end", "S-first"):
+        report = api.get(f"/sprints/{sprint}/burndown")
+        assert report.status_code == 200, report.text
+    assert len(api.get("/sprints/S-first/burndown").json["series"]) == schemas.MAX_SERIES_DAYS
+    assert api.post("/sprints/S-end/start").status_code == 200
+    api.done("T-end")
+    assert api.get("/sprints/S-end/burndown").json["completed_points"] == 5
+    assert api.post("/sprints/S-end/close").status_code == 200
+    closed = api.get("/sprints/S-end/burndown")
+    assert closed.status_code == 200 and closed.json["status"] == "closed"
+    assert api.get("/projects/P-1/velocity").status_code == 200
+    assert api.get("/projects/P-1/metrics").status_code == 200
+    for name, value in (("due_before", "9999-12-31"), ("due_after", "0001-01-01"), ("updated_since", "0001-01-01")):
+        assert api.get("/tasks", params={name: value}).status_code == 200
+    for sort, ids in (("due_at", ["T-first", "T-end"]), ("-due_at", ["T-end", "T-first"])):
+        assert [t["id"] for t in api.get("/tasks", params={"sort": sort}).json["items"]] == ids
+    for bad in ("9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00+00:01"):  # a year 10000 or 0 in UTC
+        assert problem_pointers(api.patch("/tasks/T-first", {"due_at": bad})) == {
+            "/due_at": "must be an RFC 3339 date-time"
+        }
+    assert_nothing_failed(logs)
