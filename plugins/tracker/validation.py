@@ -113,10 +113,10 @@ def parse_json(raw: bytes | str) -> Any:
 def ascii_integer(text: str, max_digits: int = 18) -> int | None:
     """``text`` as a non-negative integer when it is 1 to ``max_digits`` ASCII digits, else None.
 
-    Python's ``int()`` also takes other scripts' digits (fullwidth, Arabic-Indic...), signs,
-    underscores and spaces, and refuses over 4300 digits with an error of its
-    own; ``str.isdigit()`` is true for superscripts and circled digits, which ``int()`` refuses.  A number in
-    this API is ASCII digits, and nothing else.
+    Python's ``int()`` also takes other scripts' digits (fullwidth, Arabic-Indic...),
+    signs, underscores and spaces, and refuses over 4300 digits with an error of
+    its own; ``str.isdigit()`` is true for superscripts and circled digits, which
+    ``int()`` refuses.  A number in this API is ASCII digits, and nothing else.
     """
     if not (0 < len(text) <= max_digits and text.isascii() and text.isdigit()):
         return None
