@@ -21,7 +21,7 @@ import click
 import falcon
 
 from taskman import servers
-from taskman.config import Config, ConfigError, load_config
+from taskman.config import Config, ConfigError, load_config, redact_text
 from taskman.db import UNAVAILABLE_ERRORS, make_database, ping
 from taskman.migrations import MigrationError, Migrations
 from taskman.plugins import PluginError, Plugins
@@ -54,20 +54,23 @@ def _fail(message: str, code: int = EXIT_STARTUP) -> NoReturn:
 
 @contextmanager
 def reported(state: CliState, code: int = EXIT_STARTUP) -> Iterator[None]:
-    """Turn a start-up failure into one line on stderr (the traceback only with --debug)."""
+    """Turn a start-up failure, or a command's ``ClickException``, into one line on stderr (the traceback only
+    with --debug)."""
     from taskman.app import StartupError
 
     try:
         yield
-    except (*_EXPECTED, StartupError) as exc:
+    except (*_EXPECTED, StartupError, click.ClickException) as exc:
         if state.debug or os.environ.get("APP_DEBUG", "").lower() in ("1", "true", "yes", "on"):
-            traceback.print_exc()
-        message = str(exc)
+            # Config problems are redacted where they are made; this catches a URL in any other message.
+            click.echo(redact_text(traceback.format_exc()).rstrip("\n"), err=True)
+        # A command's own refusal (a plugin's subcommand raises ClickException) gets the same one line.
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         if isinstance(exc, UNAVAILABLE_ERRORS):
             message = f"database unavailable: {type(exc).__name__}: {exc}".strip()
         if isinstance(exc, ConfigError):
             message = f"invalid configuration: {exc}"
-        _fail(message, code)
+        _fail(redact_text(message), code)
 
 
 def _config_option(func: Callable[..., Any]) -> Callable[..., Any]:

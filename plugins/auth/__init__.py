@@ -102,9 +102,11 @@ def taskman_cli(group: click.Group) -> None:
 
     from .cli import add_commands
 
-    def config_of(ctx: click.Context) -> Any:
-        state = ctx.ensure_object(CliState)
-        with reported(state):
-            return state.config()
+    def report(ctx: click.Context) -> Any:
+        return reported(ctx.ensure_object(CliState))
 
-    add_commands(group, config_of)
+    def config_of(ctx: click.Context) -> Any:
+        with report(ctx):
+            return ctx.ensure_object(CliState).config()
+
+    add_commands(group, config_of, report)

@@ -49,8 +49,13 @@ def announce_token(token: str, info: TokenInfo) -> None:
     click.echo(token)
 
 
-def add_commands(group: click.Group, config_of: Any) -> None:
-    """Add the ``tokens`` group; ``config_of(ctx)`` returns the effective config."""
+def add_commands(group: click.Group, config_of: Any, report: Any) -> None:
+    """Add the ``tokens`` group; ``config_of(ctx)`` returns the effective config.
+
+    ``report(ctx)`` is the core's context manager that turns a failure (a
+    ``ClickException``, a database outage) into one ``taskman: error: ...``
+    line and a non-zero exit.
+    """
 
     @group.group("tokens")
     def tokens() -> None:
@@ -63,19 +68,20 @@ def add_commands(group: click.Group, config_of: Any) -> None:
     @click.pass_context
     def create(ctx: click.Context, name: str, scopes: str, expires: str | None) -> None:
         """Create a token and print it once."""
-        try:
-            lifetime = parse_duration(expires) if expires else None
-            with token_store(config_of(ctx)) as store:
-                token, info = store.create(name, scopes, lifetime)
-        except TokenError as exc:
-            raise click.ClickException(str(exc)) from None
+        with report(ctx):
+            try:
+                lifetime = parse_duration(expires) if expires else None
+                with token_store(config_of(ctx)) as store:
+                    token, info = store.create(name, scopes, lifetime)
+            except TokenError as exc:
+                raise click.ClickException(str(exc)) from None
         announce_token(token, info)
 
     @tokens.command("list")
     @click.pass_context
     def list_tokens(ctx: click.Context) -> None:
         """List tokens (names, prefixes, scopes and dates; never the tokens)."""
-        with token_store(config_of(ctx)) as store:
+        with report(ctx), token_store(config_of(ctx)) as store:
             rows = store.list()
         if not rows:
             click.echo("no tokens")
@@ -92,7 +98,7 @@ def add_commands(group: click.Group, config_of: Any) -> None:
     @click.pass_context
     def revoke(ctx: click.Context, name: str) -> None:
         """Revoke (delete) the token called NAME."""
-        with token_store(config_of(ctx)) as store:
+        with report(ctx), token_store(config_of(ctx)) as store:
             if not store.revoke(name):
                 raise click.ClickException(f"no token named {name!r}")
         click.echo(f"revoked {name}")

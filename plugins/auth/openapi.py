@@ -19,7 +19,7 @@ BEARER_SCHEME = {
 def amend(
     document: dict[str, Any], declarations: Iterable[tuple[str, Mapping[str, Any]]], settings: AuthSettings
 ) -> None:
-    """Add the scheme, each operation's ``security`` and its 401/403 responses.
+    """Add the scheme, each operation's ``security`` and its 401/403 responses (none for open routes).
 
     The requirements come from the same :class:`AccessTable` the middleware
     enforces, keyed by OpenAPI's spelling of each path (``{index}`` for
@@ -41,9 +41,10 @@ def amend(
             operation["security"] = []
             continue
         if requirement == OPTIONAL:
+            # A bad token counts as none there: never a 401.
             operation["security"] = [{}, {SCHEME: []}]
-        else:
-            without_token = decide(requirement, None, anonymous).allowed
-            operation["security"] = [*([{}] if without_token else []), {SCHEME: [requirement]}]
-            add_response(operation, 403, "Forbidden")
+            continue
+        without_token = decide(requirement, None, anonymous).allowed
+        operation["security"] = [*([{}] if without_token else []), {SCHEME: [requirement]}]
+        add_response(operation, 403, "Forbidden")
         add_response(operation, 401, "Unauthorized")
