@@ -22,7 +22,7 @@ import click
 import falcon
 
 from taskman import servers
-from taskman.config import Config, env_name, load_config, plugin_selection
+from taskman.config import Config, env_name, load_config, plugin_selection, redact_text
 from taskman.db import ping
 from taskman.plugins import PluginError, Plugins
 from taskman.runtime import STARTUP_FAILURES, Runtime, debugging, describe_failure
@@ -78,15 +78,23 @@ def _fail(message: str, code: int = EXIT_STARTUP) -> NoReturn:
     sys.exit(code)
 
 
+#: What ``reported`` turns into one line: start-up failures, and a command's own refusal.
+_REPORTED: tuple[type[BaseException], ...] = (*STARTUP_FAILURES, click.ClickException)
+
+
 @contextmanager
 def reported(state: CliState, code: int = EXIT_STARTUP) -> Iterator[None]:
-    """Turn a start-up failure into one line on stderr (the traceback only with --debug)."""
+    """Turn a start-up failure, or a command's ``ClickException``, into one line on stderr (the traceback only
+    with --debug)."""
     try:
         yield
-    except STARTUP_FAILURES as exc:
+    except _REPORTED as exc:
         if state.debug or debugging():
-            traceback.print_exc()
-        _fail(describe_failure(exc), code)
+            # Config problems are redacted where they are made; this catches a URL in any other message.
+            click.echo(redact_text(traceback.format_exc()).rstrip("\n"), err=True)
+        # A command's own refusal (a plugin's subcommand raises ClickException) gets the same one line.
+        message = exc.format_message() if isinstance(exc, click.ClickException) else describe_failure(exc)
+        _fail(redact_text(message), code)
 
 
 def _config_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -170,18 +178,19 @@ def pass_runtime(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give a plugin's click command the app's :class:`~taskman.Runtime` as its first argument.
 
     The app is built as ``serve`` builds it (effective config, ``--config``,
-    every plugin); a start-up failure is one line, as for built-in commands.
+    every plugin); a start-up failure, a database outage or the command's own
+    ``ClickException`` is one ``taskman: error:`` line, as for built-in commands.
     """
 
     @click.pass_context
     @functools.wraps(command)
     def run(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
         state = ctx.ensure_object(CliState)
-        with reported(state):
-            runtime = state.runtime()
         try:
-            with runtime.activated():
-                return command(runtime, *args, **kwargs)
+            with reported(state):
+                runtime = state.runtime()
+                with runtime.activated():
+                    return command(runtime, *args, **kwargs)
         finally:
             state.close()
 

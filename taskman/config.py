@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 from attrs import validators as v
@@ -86,6 +86,59 @@ class AppSettings:
     debug: bool = _field(False, "show full tracebacks for start-up errors", v.instance_of(bool))
 
 
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the database URL (None when it can); never repeats the URL, which may hold a password.
+
+    Checked with the settings, so ``taskman check`` and ``taskman config``
+    report it, and no bad URL reaches the driver to fail with a traceback.
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in ("sqlite", "postgres", "postgresql"):
+        return "must start with sqlite:// (sqlite:///path/to.db) or postgresql:// (postgresql://user@host:port/name)"
+    if scheme == "sqlite":
+        return "a sqlite URL takes no query options (?...)" if "?" in url else None
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError when it is not a number from 0 to 65535
+    except ValueError:
+        return "has a port that is not a number from 1 to 65535"
+    if port == 0:
+        return "has a port that is not a number from 1 to 65535"
+    if parts.fragment:
+        return "must not have a fragment (#...)"
+    options = parse_qsl(parts.query, keep_blank_values=True)
+    names = [name for name, _ in options]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        return f"repeats the query option(s) {', '.join(repeated)}"
+    unknown = [name for name in names if not _libpq_knows(name)]
+    if unknown:
+        return f"has unknown query option(s) {', '.join(map(repr, unknown))}; use libpq connection parameters"
+    return None
+
+
+def _libpq_knows(option: str) -> bool:
+    """Whether libpq takes ``option`` as a connection parameter (its own parser decides; no connection is made)."""
+    try:
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import make_conninfo
+    except ImportError:  # pragma: no cover - without psycopg, connecting fails with the driver's own error
+        return True
+    try:
+        make_conninfo("", **{option: "1"})
+    except ProgrammingError:
+        return False
+    return True
+
+
+def _database_url(instance: Any, attribute: Any, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    problem = database_url_problem(value)
+    if problem:
+        raise ValueError(problem)
+
+
 @attrs.frozen
 class DatabaseSettings:
     """The ``[database]`` section."""
@@ -93,7 +146,7 @@ class DatabaseSettings:
     url: str = _field(
         "sqlite:///taskman.db",
         "sqlite:///relative.db, sqlite:////abs.db or postgresql://user:pw@host/db",
-        v.matches_re(r"(sqlite|postgres|postgresql)://", func=re.match),
+        _database_url,
     )
     pool_size: int = _field(10, "connections kept open per process (1-100)", [v.ge(1), v.le(100)])
     max_overflow: int = _field(
@@ -140,9 +193,15 @@ CORE_SECTIONS: dict[str, type] = {
 
 @attrs.frozen
 class Problem:
+    """One bad setting.  The reason is redacted as the problem is made: whoever prints it (the one-line
+    error, ``--debug``'s traceback, a log) never shows a URL's password or a secret-looking key's value."""
+
     key: str
     source: str
     reason: str
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "reason", redact_reason(self.key, self.reason))
 
     def __str__(self) -> str:
         return f"{self.key} (from {self.source}): {self.reason}"
@@ -250,19 +309,37 @@ def env_name(section: str, name: str) -> str:
 
 
 _SECRET_KEY = re.compile(r"(password|passwd|pwd|secret|token|api_?key|private_?key|credential)", re.I)
+REDACTED = "***REDACTED***"
+# scheme://user:PASSWORD@host: the password runs to the last "@" of the word, so one holding "/", "@" or
+# a quote (not percent-encoded, as people do write them) is hidden whole; a word without "@" has none.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'\"]*:)(?P<password>\S+?)(?=@[^\s@]*(?:\s|$))"
+)
+# What a message shows of a value: a quoted string, or what follows "got ".
+_SHOWN_VALUE = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|(?<=got )\S+")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with the password of every URL in it replaced."""
+    if "://" not in text:
+        return text
+    return _URL_PASSWORD.sub(lambda m: m["head"] + REDACTED, text)
+
+
+def redact_reason(key: str, reason: str) -> str:
+    """A config problem's reason, safe to print: URL passwords hidden; for a secret-looking key, every value shown."""
+    reason = redact_text(reason)
+    if _SECRET_KEY.search(key):
+        reason = _SHOWN_VALUE.sub(REDACTED, reason)
+    return reason
 
 
 def redact(key: str, value: Any) -> Any:
     """Hide secrets: values of secret-looking keys and passwords inside URLs."""
     if _SECRET_KEY.search(key) and value:
-        return "***REDACTED***"
-    if isinstance(value, str) and "://" in value:
-        parts = urlsplit(value)
-        if parts.password:
-            netloc = f"{parts.username}:***REDACTED***@{parts.hostname}"
-            if parts.port:
-                netloc += f":{parts.port}"
-            return urlunsplit(parts._replace(netloc=netloc))
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
     return value
 
 

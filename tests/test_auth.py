@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from taskman_plugins import auth as auth_plugin
 from taskman_plugins.auth import AccessTable, Authenticator, Principal, TokenError, TokenStore, bearer_token, decide
-from taskman_plugins.auth.access import DeclarationError
+from taskman_plugins.auth.access import DeclarationError, effective_scopes
 from taskman_plugins.auth.tokens import TOKEN_SHAPE, digest, mint, parse_duration, parse_scopes, utcnow
 
 import taskman
@@ -68,10 +68,17 @@ def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "0d", "30", "d", "-1d", "1y", "1.5h"])
+@pytest.mark.parametrize("text", ["", "0d", "00d", "30", "d", "-1d", "1y", "1.5h", "\uff15d", "+5d"])
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(TokenError, match="positive duration"):
         parse_duration(text)
+
+
+def test_durations_are_bounded_before_any_arithmetic() -> None:
+    assert parse_duration("36500d") == timedelta(days=36500) == parse_duration("876000h")
+    for text in ("36501d", "5215w", "500000w", "99999999999w", "9" * 5000 + "m"):
+        with pytest.raises(TokenError, match="too long: at most 36500d"):
+            parse_duration(text)
 
 
 def test_scopes_are_checked_and_ordered() -> None:
@@ -197,6 +204,16 @@ def test_decisions() -> None:
     assert decide("write", None, frozenset({"read"})).status == 401
 
 
+def test_write_includes_read_and_admin_includes_both() -> None:
+    writer = Principal("w", "tm_w", frozenset({"write"}))
+    assert decide("read", writer, None).allowed and decide("write", writer, None).allowed
+    assert decide("admin", writer, None).status == 403
+    assert decide("read", None, frozenset({"write"})).allowed  # anonymous scopes follow the same model
+    assert effective_scopes(["write"]) == {"read", "write"}
+    assert effective_scopes(["admin"]) == {"read", "write", "admin"}
+    assert effective_scopes(["read"]) == {"read"} and effective_scopes([]) == frozenset()
+
+
 # -- HTTP ----------------------------------------------------------------------------------
 
 
@@ -238,6 +255,87 @@ def test_scopes_decide_reads_and_writes(enforced: Client) -> None:
     )
     assert created.status_code == 201, created.text
     assert client.simulate_delete("/api/v1/projects/P-1", headers=bearer(admin)).status_code == 204
+
+
+def write_routes(client: falcon.testing.TestClient, ids: dict[str, str]) -> list[tuple[str, str]]:
+    """``(method, path)`` of every route that needs ``write``, with the ids of the records made for it."""
+    table = auth_plugin.access_table(client.app.taskman, client.app.taskman.config.auth)
+    routes = []
+    for template, methods in table.requirements.items():
+        for method, requirement in methods.items():
+            if requirement == "write":
+                path = template
+                for placeholder, value in ids.items():
+                    path = path.replace(placeholder, value)
+                routes.append((method, path))
+    return sorted(routes)
+
+
+def test_a_write_token_may_use_every_write_route_and_read_a_read_token_none(enforced: Client) -> None:
+    """``write`` includes ``read``: the record a write answers with (an empty PATCH, a replay) is no leak."""
+    client = enforced()
+    writer, reader = new_token("write", "writer"), new_token("read", "reader")
+    body = {"id": "P-1", "name": "x", "mission": "y", "owner": "ada"}
+    assert client.simulate_post("/api/v1/projects", json=body, headers=bearer(writer)).status_code == 201
+    list_id = client.simulate_post("/api/v1/action-lists", json={"title": "t"}, headers=bearer(writer)).json["id"]
+    ids = {"{project_id}": "P-1", "{sprint_id}": "S-1", "{task_id}": "T-1", "{list_id}": list_id}
+    routes = write_routes(client, {**ids, "{index:int(min=0)}": "0"})
+    assert len(routes) >= 15 and ("DELETE", "/api/v1/projects/P-1") in routes
+    for method, path in routes:
+        refused = client.simulate_request(method, path, json={}, headers=bearer(reader))
+        assert refused.status_code == 403, (method, path)
+        assert refused.headers["www-authenticate"].endswith('scope="write"')
+    for method, path in routes:
+        if method != "DELETE":
+            answered = client.simulate_request(method, path, json={}, headers=bearer(writer))
+            assert answered.status_code not in (401, 403), (method, path, answered.text)
+    read = client.simulate_get("/api/v1/projects/P-1", headers=bearer(writer))
+    assert read.status_code == 200 and read.json["id"] == "P-1"
+    assert client.simulate_get("/api/v1/action-lists", headers=bearer(writer)).status_code == 200
+    assert client.simulate_delete("/api/v1/projects/P-1", headers=bearer(writer)).status_code == 204
+
+
+def test_idempotency_keys_are_scoped_to_the_token(enforced: Client) -> None:
+    client = enforced()
+    alice, bob = new_token("write", "alice"), new_token("write", "bob")
+    key = {"Idempotency-Key": "same-key"}
+    body = {"id": "P-1", "name": "x", "mission": "y", "owner": "ada"}
+    first = client.simulate_post("/api/v1/projects", json=body, headers={**bearer(alice), **key})
+    assert first.status_code == 201
+    # bob's "same-key" is his own: his request runs (a 409 on alice's P-1), nothing of alice's is replayed.
+    replay_for_bob = client.simulate_post("/api/v1/projects", json=body, headers={**bearer(bob), **key})
+    assert replay_for_bob.status_code == 409 and "idempotent-replayed" not in replay_for_bob.headers
+    other = client.simulate_post("/api/v1/projects", json={**body, "id": "P-2"}, headers={**bearer(bob), **key})
+    assert other.status_code == 201  # not a 422 telling bob that someone used the key
+    again = client.simulate_post("/api/v1/projects", json=body, headers={**bearer(alice), **key})
+    assert again.headers["idempotent-replayed"] == "true" and again.json == first.json
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer " + "tm_" + "x" * 43, "Bearer nonsense", "Basic YTpi", "Bearer", "revoked", "expired"],
+)
+def test_a_bad_token_on_an_open_route_counts_as_no_token(enforced: Client, header: str) -> None:
+    """A probe that still carries an old token must not mark the instance down; failure details stay hidden."""
+    plugin = ChecksPlugin({"secret": CountingCheck(error=RuntimeError("password=hunter2 at db.internal"))})
+    client = enforced(plugins=(plugin,), environ={"APP_HEALTH__SHOW_DETAILS": "token"})
+    if header in ("revoked", "expired"):
+        token, _ = TokenStore().create(header, "read", timedelta(minutes=1))
+        from taskman_plugins.auth.models import ApiToken
+
+        if header == "revoked":
+            TokenStore().revoke(header)
+        else:
+            ApiToken.update(expires_at=utcnow() - timedelta(seconds=1)).where(ApiToken.name == header).execute()
+        header = f"Bearer {token}"
+    headers = {"Authorization": header}
+    for path in ("/health/live", "/health/startup", "/api/openapi.json", "/api/docs"):
+        assert client.simulate_get(path, headers=headers).status_code == 200, path
+    for path in ("/health/ready", "/health"):  # optional: a token shows details, a bad one counts as none
+        result = client.simulate_get(path, headers=headers)
+        assert result.status_code == 503, (path, result.text)  # the failing check, not a 401
+        assert "hunter2" not in result.text
+    assert client.simulate_get("/api/v1/tasks", headers=headers).status_code == 401
 
 
 def test_an_expired_token_is_refused(enforced: Client) -> None:
@@ -381,6 +479,42 @@ def test_tokens_create_list_revoke(database_url: str) -> None:
     assert tokens_cli("list", database_url=database_url).stdout.strip() == "no tokens"
 
 
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--expires", "500000w"), "too long: at most 36500d"),
+        (("--expires", "99999999999w"), "too long: at most 36500d"),
+        (("--expires", "9" * 5000 + "d"), "too long"),
+        (("--expires", "\uff15d"), "not a positive duration"),
+        (("--scope", "root"), "scopes must be"),
+    ],
+)
+def test_tokens_create_refuses_bad_options_in_one_line(database_url: str, args: tuple[str, ...], message: str) -> None:
+    result = tokens_cli("create", "--name", "x", *args, database_url=database_url)
+    assert result.exit_code == 1
+    # (log lines of the migrations a testing environment applies may come first)
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("taskman: error: ") and message in last and len(last) < 200, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url,message",
+    [
+        ("postgresql://u:S3cret@127.0.0.1:99999/db", "port"),
+        ("postgresql://u:S3cret@127.0.0.1:5432/db?foo=bar", "unknown query option"),
+        ("mysql://u:S3cret@h/db", "must start with"),
+    ],
+)
+def test_tokens_commands_report_a_bad_database_url_in_one_line(url: str, message: str) -> None:
+    for args in (("create", "--name", "x"), ("list",), ("revoke", "x")):
+        result = tokens_cli(*args, database_url=url)
+        assert result.exit_code == 1
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("taskman: error: invalid configuration: database.url") and message in line
+        assert "S3cret" not in result.output
+
+
 def test_tokens_refuse_pending_migrations_in_production(database_url: str) -> None:
     env = {"APP_DATABASE__URL": database_url, "APP_ENVIRONMENT": "production"}
     result = CliRunner().invoke(cli, ["tokens", "list"], env=env, catch_exceptions=False)
@@ -471,6 +605,7 @@ def test_the_openapi_document_shows_what_each_operation_needs(enforced: Client) 
     assert paths["/health/live"]["get"]["security"] == []
     assert "401" not in paths["/health/live"]["get"]["responses"]
     assert paths["/health/ready"]["get"]["security"] == [{}, {"bearerAuth": []}]
+    assert "401" not in paths["/health/ready"]["get"]["responses"]  # a bad token counts as none there
     assert paths["/metrics"]["get"]["security"] == [{"bearerAuth": ["read"]}]
 
 

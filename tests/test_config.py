@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from taskman.config import ConfigError, load_config
-from tests.sample_plugins import SettingsPlugin
+from taskman.config import ConfigError, Problem, load_config, redact
+from tests.sample_plugins import GreetingSettings, SettingsPlugin
 
 
 def problems(exc: pytest.ExceptionInfo[ConfigError]) -> list[tuple[str, str]]:
@@ -85,7 +85,7 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
         ("APP_DATABASE__MAX_OVERFLOW", "-1", ">= 0"),
         ("APP_DATABASE__ECHO_SQL", "maybe", "must be a boolean"),
         ("APP_ENVIRONMENT", "prod", "must be one of development, testing, staging, production"),
-        ("APP_DATABASE__URL", "mysql://x", "must match"),
+        ("APP_DATABASE__URL", "mysql://x", "must start with sqlite:// "),
         ("APP_SERVER__PORT", "70000", "<= 65535"),
     ],
 )
@@ -165,6 +165,75 @@ def test_secrets_are_redacted_in_the_listing() -> None:
     assert rows["database.url"] == ("postgresql://app:***REDACTED***@db:5432/tm", "env APP_DATABASE__URL")
     assert "s3cret" not in repr(config.items())
     assert config.database.url.endswith("s3cret@db:5432/tm")  # the real value is intact
+
+
+@pytest.mark.parametrize(
+    "url,reason",
+    [
+        ("mysql://u:S3cret@h/db", "must start with sqlite://"),
+        ("postgresql://u:S3cret@h:99999/db", "port that is not a number from 1 to 65535"),
+        ("postgresql://u:S3cret@h:0/db", "port that is not a number from 1 to 65535"),
+        ("postgresql://u:S3cret@h:http/db", "port that is not a number from 1 to 65535"),
+        ("postgresql://u:S3cret@h/db?foo=bar", "unknown query option(s) 'foo'"),
+        ("postgresql://u:S3cret@h/db?sslmode=require&sslmode=disable", "repeats the query option(s) sslmode"),
+        ("postgresql://u:S3cret@h/db#frag", "fragment"),
+        ("sqlite:///taskman.db?mode=ro", "takes no query options"),
+    ],
+)
+def test_bad_database_urls_are_config_errors_that_never_show_the_password(url: str, reason: str) -> None:
+    """Caught with the settings (so `taskman check` and `config` report them), not as the driver's traceback."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(environ={"APP_DATABASE__URL": url}, sections={})
+    (problem,) = exc.value.problems
+    assert problem.key == "database.url" and reason in problem.reason
+    assert "S3cret" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///taskman.db",
+        "sqlite:////abs/path.db",
+        "postgresql://u:pw@h:5432/db?sslmode=require&application_name=tm&connect_timeout=3",
+        "postgres://h/db",
+        "postgresql:///db",
+    ],
+)
+def test_good_database_urls_pass(url: str) -> None:
+    assert load_config(environ={"APP_DATABASE__URL": url}, sections={}).database.url == url
+
+
+@pytest.mark.parametrize(
+    "key,reason,hidden",
+    [
+        ("database.url", "'mysql://u:S3cret@h/db' doesn't match", "S3cret"),
+        ("ratelimit.storage_url", "must be a URL, got 'redis://:S3cret@h:99999/0'", "S3cret"),
+        ("x.url", "bad: postgresql://u:pa/ss@w@rd@h/db and more", "pa/ss@w@rd"),
+        ("auth.api_key", "must be a string, got 12345678", "12345678"),
+        ("hello.password", "'password' must be in ('a', 'b'): 'hunter2'", "hunter2"),
+        ("vault.client_secret", 'must match, got "s e c r e t"', "s e c r e t"),
+    ],
+)
+def test_problems_redact_secrets_where_they_are_made(key: str, reason: str, hidden: str) -> None:
+    problem = Problem(key, "env X", reason)
+    assert hidden not in problem.reason and hidden not in str(problem)
+    assert "***REDACTED***" in problem.reason
+    assert hidden not in str(ConfigError([problem]))
+
+
+def test_a_plugin_section_with_a_secret_in_a_bad_value_is_redacted(tmp_path: Path) -> None:
+    file = tmp_path / "taskman.toml"
+    file.write_text('[greeter]\ngreeting = "postgresql://me:S3cret@db/x"\nrepeat = "s3cret-token"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(file, environ={}, sections={"greeter": GreetingSettings})
+    assert "S3cret" not in str(exc.value) and "greeter.repeat" in str(exc.value)
+
+
+def test_the_listing_redacts_any_url_password_even_in_a_malformed_url() -> None:
+    assert redact("storage_url", "redis://:pw@h:6379/0") == "redis://:***REDACTED***@h:6379/0"
+    assert redact("database.url", "postgresql://u:p/w@h/db") == "postgresql://u:***REDACTED***@h/db"
+    assert redact("notes", "see https://example.com/a:b") == "see https://example.com/a:b"
+    assert redact("api_token", "abc") == "***REDACTED***"
 
 
 def test_plugin_settings_gives_the_section_or_its_defaults() -> None:

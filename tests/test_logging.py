@@ -125,6 +125,71 @@ def test_console_format_is_readable_text(stream: io.StringIO) -> None:
     assert "\x1b[" not in first, "no colours when the stream is not a terminal"
 
 
+#: Control characters a request can carry into a line: ESC (terminal sequences), NUL, BEL, CR, LF, DEL, the C1
+#: CSI, and a right-to-left override.
+CONTROLS = "\x1b\x00\x07\r\n\x7f\x9b\u202e"
+
+
+def assert_no_raw_controls(text: str) -> None:
+    """No control character but the newlines between lines (and inside a traceback, which is laid out in lines)."""
+    for char in CONTROLS:
+        if char == "\n":
+            continue
+        assert char not in text, (char, text)
+
+
+def test_the_console_escapes_control_characters_in_every_field(stream: io.StringIO) -> None:
+    configure_logging(format="console", stream=stream)
+    hostile = "/x\x1b[2J\x1b]0;owned\x07\x00\r\nfake line\x7f\x9b\u202e"
+
+    class Shady:
+        def __repr__(self) -> str:
+            return "Shady(\x1b[31m)"
+
+    structlog.get_logger("demo").info("seen " + hostile, path=hostile, nested={"k": hostile}, obj=Shady())
+    structlog.get_logger("demo").info("keys", **{"k\x1by": 1})
+    logging.getLogger("demo.stdlib").warning("stdlib %s", hostile, extra={"path": hostile})
+    try:
+        raise ValueError(hostile)
+    except ValueError:
+        logging.getLogger("demo.stdlib").exception("failed")
+    text = stream.getvalue()
+    assert_no_raw_controls(text)
+    lines = text.splitlines()
+    before_the_traceback = lines[: next(i for i, line in enumerate(lines) if "failed" in line) + 1]
+    assert len(before_the_traceback) == 4, "a newline in a value started a line of its own"
+    assert "\\x1b[2J" in lines[0] and "\\x00" in lines[0] and "\\u202e" in lines[0]
+    assert "Shady(\\x1b[31m)" in lines[0] and "k\\x1by=1" in lines[1]
+    # The traceback keeps its own line breaks (its layout); what the exception says is escaped.
+    failed = text[text.index("failed") :]
+    assert "Traceback (most recent call last):" in failed and "\n  File " in failed
+    assert "ValueError: /x\\x1b[2J" in failed
+
+
+def test_json_lines_escape_control_characters_already(stream: io.StringIO) -> None:
+    configure_logging(format="json", stream=stream)
+    structlog.get_logger("demo").info("event", path="/x\x1b[2J\x00\r\n\u202e")
+    (line,) = stream.getvalue().splitlines()
+    assert_no_raw_controls(line)
+    assert json.loads(line)["path"] == "/x\x1b[2J\x00\r\n\u202e"
+
+
+def test_a_request_path_with_control_characters_is_escaped_in_the_console(
+    make_client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = make_client(plugins=(LogProbe(),), environ={"APP_LOGGING__FORMAT": "console"})
+    capsys.readouterr()
+    client.simulate_get("/items/%1B%5B2J%1B%5D0%3Bowned%07%00%0D%0Afake%9B")
+    client.simulate_get("/nowhere%1B%5B31m%00", headers={"User-Agent": "agent\x1b[31m"})
+    err = capsys.readouterr().err
+    completed = [line for line in err.splitlines() if "request_completed" in line]
+    assert len(completed) == 2, err
+    assert_no_raw_controls(err)
+    assert not any(line.startswith("fake") for line in err.splitlines())
+    assert "\\x1b[2J" in completed[0] and "\\x00" in completed[0]
+    assert "user_agent=" in completed[1] and "\\x1b[31m" in completed[1]
+
+
 def test_the_level_filters_structlog_and_stdlib(stream: io.StringIO) -> None:
     configure_logging(format="json", level="warning", stream=stream)
     structlog.get_logger("demo").info("quiet")

@@ -28,6 +28,24 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 ALWAYS_PUBLIC_METHODS = frozenset({"OPTIONS"})
 FAIL_CLOSED = "admin"
 
+#: What each scope includes besides itself.  ``write`` includes ``read``: a
+#: write answers with the record written (and an idempotent replay, or an
+#: empty PATCH, with the current one), so a write-only token could read anyway;
+#: saying so is the honest model.  ``admin`` includes both.
+IMPLIED: dict[str, frozenset[str]] = {
+    "read": frozenset({"read"}),
+    "write": frozenset({"read", "write"}),
+    "admin": frozenset({"read", "write", "admin"}),
+}
+
+
+def effective_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """The scopes a set of granted scopes allows, implied ones included (unknown names grant nothing more)."""
+    granted: set[str] = set()
+    for scope in scopes:
+        granted |= IMPLIED.get(scope, frozenset({scope}))
+    return frozenset(granted)
+
 
 class DeclarationError(ValueError):
     """A plugin declared a rule that does not exist, or a rule for a route that does not exist."""
@@ -54,7 +72,7 @@ class Principal:
     scopes: frozenset[str]
 
     def allows(self, scope: str) -> bool:
-        return scope in self.scopes or "admin" in self.scopes
+        return scope in effective_scopes(self.scopes)
 
 
 @attrs.frozen
@@ -161,7 +179,7 @@ def decide(requirement: str, principal: Principal | None, anonymous_scopes: froz
     if requirement in (PUBLIC, OPTIONAL):
         return ALLOW
     if principal is None:
-        if anonymous_scopes is not None and (requirement in anonymous_scopes or "admin" in anonymous_scopes):
+        if anonymous_scopes is not None and requirement in effective_scopes(anonymous_scopes):
             return ALLOW
         return Decision(False, 401, requirement)
     if principal.allows(requirement):

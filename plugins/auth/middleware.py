@@ -152,7 +152,7 @@ class Authorize:
         if unavailable is not None and requirement not in (PUBLIC, OPTIONAL):
             raise unavailable  # the core answers 503 with Retry-After
         error = getattr(req.context, "auth_error", None)
-        if error is not None and requirement != PUBLIC:
+        if error is not None and requirement not in (PUBLIC, OPTIONAL):
             raise unauthorized(error, requirement)
         decision = decide(requirement, getattr(req.context, "auth", None), self.anonymous_scopes)
         if decision.allowed:

@@ -17,7 +17,7 @@ BEARER_SCHEME = {
 
 
 def amend(document: Any, declarations: Iterable[tuple[str, Mapping[str, Any]]], settings: AuthSettings) -> None:
-    """Add the scheme, each operation's ``security`` and its 401/403 responses.
+    """Add the scheme, each operation's ``security`` and its 401/403 responses (none for open routes).
 
     The requirements come from the same :class:`AccessTable` the middleware
     enforces, keyed by OpenAPI's spelling of each path (``{index}`` for
@@ -37,9 +37,10 @@ def amend(document: Any, declarations: Iterable[tuple[str, Mapping[str, Any]]], 
             operation["security"] = []
             continue
         if requirement == OPTIONAL:
+            # A bad token counts as none there: never a 401.
             operation["security"] = [{}, {SCHEME: []}]
-        else:
-            without_token = decide(requirement, None, anonymous).allowed
-            operation["security"] = [*([{}] if without_token else []), {SCHEME: [requirement]}]
-            document.add_response(operation, 403, "Forbidden")
+            continue
+        without_token = decide(requirement, None, anonymous).allowed
+        operation["security"] = [*([{}] if without_token else []), {SCHEME: [requirement]}]
+        document.add_response(operation, 403, "Forbidden")
         document.add_response(operation, 401, "Unauthorized")

@@ -33,8 +33,10 @@ PREFIX_LENGTH = len(TOKEN_PREFIX) + 8
 #: What a presented token must look like before any lookup (no database work for garbage).
 TOKEN_SHAPE = re.compile(rf"{TOKEN_PREFIX}[A-Za-z0-9_-]{{43}}")
 NAME_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_DURATION = re.compile(r"(\d+)([mhdw])")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"([0-9]+)([mhdw])")  # ASCII digits: \d also matches other scripts'
+_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
+#: The longest lifetime a token may be given: 100 years (far enough; a date past 9999 overflows).
+MAX_LIFETIME = timedelta(days=36500)
 
 log = logging.getLogger("taskman.auth")
 
@@ -58,10 +60,16 @@ def digest(token: str) -> str:
 
 def parse_duration(text: str) -> timedelta:
     """``30d``, ``12h``, ``90m`` or ``2w`` as a timedelta."""
+    shown = repr(text if len(text) <= 20 else text[:17] + "...")
     match = _DURATION.fullmatch(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise TokenError(f"expiry {text!r} is not a positive duration such as 90m, 12h, 30d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if not match or not match.group(1).strip("0"):
+        raise TokenError(f"expiry {shown} is not a positive duration such as 90m, 12h, 30d or 2w")
+    digits = match.group(1).lstrip("0")
+    # Bounded before any arithmetic: timedelta and datetime overflow, int() refuses over 4300 digits.
+    minutes = int(digits) * _MINUTES[match.group(2)] if len(digits) <= 12 else None
+    if minutes is None or minutes > MAX_LIFETIME // timedelta(minutes=1):
+        raise TokenError(f"expiry {shown} is too long: at most {MAX_LIFETIME.days}d (100 years)")
+    return timedelta(minutes=minutes)
 
 
 def parse_scopes(text: str | Iterable[str]) -> tuple[str, ...]:

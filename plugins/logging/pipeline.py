@@ -16,7 +16,7 @@ Processor order, for structlog's own events and stdlib records alike::
     contributed processors   ``taskman_log_processors`` results, in plugin order (redaction...)
     TimeStamper              "timestamp": ISO 8601, UTC
     renderer                 JSON: JsonLineRenderer (leading keys first, JSONRenderer's bytes), one object a line;
-                             console: ConsoleRenderer (coloured on a terminal)
+                             console: escape_controls, then ConsoleRenderer (coloured on a terminal)
 """
 
 from __future__ import annotations
@@ -150,6 +150,58 @@ def leading_keys_first(logger: Any, method_name: str, event_dict: MutableMapping
     return ordered
 
 
+# C0 controls, DEL, C1 controls (0x9b is a terminal's CSI too) and the bidirectional controls that reorder
+# what a terminal shows: a request path or header can carry any of them into a line.
+_CONTROL_CODES = (
+    *range(0x00, 0x20),
+    0x7F,
+    *range(0x80, 0xA0),
+    0x061C,
+    0x200E,
+    0x200F,
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+)
+#: ``str.translate`` tables: each control character becomes its Python escape (``\x1b``, ``\n``, ``\u202e``).
+_ESCAPED = {code: repr(chr(code))[1:-1] for code in _CONTROL_CODES}
+_ESCAPED_BUT_NEWLINES = {code: text for code, text in _ESCAPED.items() if code != ord("\n")}
+#: Fields whose line breaks are their layout (a traceback), kept when the rest is escaped.
+MULTILINE_KEYS = frozenset({"exception", "stack"})
+_PLAIN = (int, float, bool, type(None))
+
+
+class _Shown:
+    """A value the console prints through ``repr``, with that text already escaped."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def escape_controls(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """Escape control characters in every key and value, for a console (JSON lines escape them already).
+
+    A raw ESC or NUL from a request path would reach the terminal, where it
+    can recolour, retitle or rewrite what the reader sees; a raw newline
+    would start a forged line.  A traceback keeps its line breaks.  Values
+    that are not strings are printed by the console as their ``repr``: that
+    text is escaped too (a class's own ``__repr__`` may return anything).
+    """
+    escaped: dict[Any, Any] = {}
+    for key, value in event_dict.items():
+        name = key.translate(_ESCAPED) if isinstance(key, str) else key
+        if isinstance(value, str):
+            value = value.translate(_ESCAPED_BUT_NEWLINES if key in MULTILINE_KEYS else _ESCAPED)
+        elif not isinstance(value, _PLAIN):
+            value = _Shown(repr(value).translate(_ESCAPED))
+        escaped[name] = value
+    return escaped
+
+
 @attrs.frozen
 class StaticFields:
     """Add fixed fields (``app_name``, ``environment``) to every event."""
@@ -242,7 +294,7 @@ class JsonLineRenderer:
 def _renderers(format: Format, stream: TextIO | None) -> list[Processor]:
     if format == "json":
         return [JsonLineRenderer()]
-    return [structlog.dev.ConsoleRenderer(colors=_wants_colors(stream))]
+    return [escape_controls, structlog.dev.ConsoleRenderer(colors=_wants_colors(stream))]
 
 
 def build_processors(setup: LogSetup, *, foreign: bool) -> list[Processor]:

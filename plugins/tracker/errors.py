@@ -31,6 +31,10 @@ class TrackerError(Exception):
     """Base class; ``str(error)`` is the problem's ``detail``."""
 
 
+class Malformed(TrackerError):
+    """The body is not JSON this API reads: bad syntax, a key repeated in one object, nesting too deep (400)."""
+
+
 class Invalid(TrackerError):
     """The body is well-formed JSON but breaks the schema or a rule (422)."""
 

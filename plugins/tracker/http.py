@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from .errors import (
     Conflict,
     IdempotencyMismatch,
     Invalid,
+    Malformed,
     NotFound,
     PreconditionFailed,
     Problem,
@@ -34,12 +34,13 @@ from .errors import (
 from .listing import Page
 from .records import Collection
 from .schemas import ITEM_PATCH
-from .validation import Schema
+from .store import require_possible_id
+from .validation import Schema, parse_json
 
 JSON_TYPES = ("application/json",)
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/json")
-_ETAG_VERSION = re.compile(r'^(?:W/)?"(\d{1,18})"$')
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ETAG_VERSION = re.compile(r'(?:W/)?"([0-9]{1,18})"')
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 # -- errors ------------------------------------------------------------------------
@@ -68,6 +69,8 @@ def http_error(error: TrackerError) -> falcon.HTTPError:
         return ValidationProblem([{"pointer": p.pointer, "detail": p.detail} for p in error.problems], str(error))
     if isinstance(error, BadQuery):
         return _QueryProblem(error)
+    if isinstance(error, Malformed):
+        return falcon.HTTPBadRequest(description=str(error))
     if isinstance(error, NotFound):
         return falcon.HTTPNotFound(description=str(error))
     if isinstance(error, Conflict):
@@ -96,10 +99,6 @@ def translating(responder: Callable[..., None]) -> Callable[..., None]:
 # -- reading requests ------------------------------------------------------------------
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _body(req: Any) -> bytes:
     """The whole body; under WSGI a chunked one too (no Content-Length: falcon's bounded_stream reads nothing)."""
     env = getattr(req, "env", None)
@@ -116,15 +115,29 @@ def read_body(req: Any, schema: Schema, *, types: tuple[str, ...] = JSON_TYPES, 
     media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
     if media_type not in types:
         raise falcon.HTTPUnsupportedMediaType(description=f"Send the body as {' or '.join(types)}.")
-    try:
-        body = json.loads(raw, parse_constant=_no_constants)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise falcon.HTTPBadRequest(description=f"The body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise falcon.HTTPBadRequest(description="The body is not valid JSON: it is nested too deeply.") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise Invalid([Problem("", "must be a JSON object")])
     return schema.check(body)
+
+
+def caller(req: Any) -> str | None:
+    """Who sends the request, by name, as an identity plugin put it on ``req.context.auth``; None: anonymous.
+
+    The auth plugin puts a ``Principal`` (or None) there; any object with a
+    ``name`` works, so the tracker needs no plugin of its own kind.
+    """
+    principal = getattr(req.context, "auth", None)
+    if principal is None:
+        return None
+    name = getattr(principal, "name", None)
+    return name if isinstance(name, str) else str(principal)
+
+
+def checked_id(collection: Collection, record_id: str) -> str:
+    """A path's record id, refused with 404 before anything else uses it when no record can have it."""
+    require_possible_id(record_id, collection.label.replace("_", " ").capitalize())
+    return record_id
 
 
 def versions(header: str | None) -> frozenset[int] | None:
@@ -133,7 +146,7 @@ def versions(header: str | None) -> frozenset[int] | None:
         return None
     found = set()
     for tag in header.split(","):
-        match = _ETAG_VERSION.match(tag.strip())
+        match = _ETAG_VERSION.fullmatch(tag.strip())
         if match:
             found.add(int(match.group(1)))
     return frozenset(found)
@@ -203,12 +216,12 @@ class Idempotency:
         key = req.get_header("Idempotency-Key")
         if key is None:
             return work()
-        if not _IDEMPOTENCY_KEY.match(key):
+        if not _IDEMPOTENCY_KEY.fullmatch(key):
             raise falcon.HTTPBadRequest(description="Idempotency-Key must be 1 to 255 visible ASCII characters.")
         return idempotency.run_once(
             collection.store,
             key=key,
-            scope=f"POST {req.path}",
+            scope=idempotency.scope_of(caller(req), "POST", req.path),
             request_fingerprint=idempotency.fingerprint("POST", req.path, body),
             ttl=self.ttl,
             work=work,
@@ -256,7 +269,7 @@ class ItemResource:
 
     @translating
     def on_get(self, req: Any, resp: Any, **params: str) -> None:
-        record_id = params[self.id_param]
+        record_id = checked_id(self.collection, params[self.id_param])
         no_params(req)
         record = self.collection.read(record_id)
         if_none_match = req.get_header("If-None-Match")
@@ -270,7 +283,7 @@ class ItemResource:
 
     @translating
     def on_patch(self, req: Any, resp: Any, **params: str) -> None:
-        record_id = params[self.id_param]
+        record_id = checked_id(self.collection, params[self.id_param])
         no_params(req)
         body = read_body(req, self.patch_schema, types=MERGE_PATCH_TYPES)
         record = self.collection.patch(record_id, body, versions(req.get_header("If-Match")))
@@ -278,7 +291,7 @@ class ItemResource:
 
     @translating
     def on_delete(self, req: Any, resp: Any, **params: str) -> None:
-        record_id = params[self.id_param]
+        record_id = checked_id(self.collection, params[self.id_param])
         no_params(req, *(("cascade",) if self.cascade else ()))
         self.collection.delete(record_id, versions(req.get_header("If-Match")), cascade=flag(req, "cascade"))
         resp.status = 204
@@ -306,7 +319,7 @@ class ActionResource:
 
     @translating
     def on_post(self, req: Any, resp: Any, **params: str) -> None:
-        record_id = params[self.id_param]
+        record_id = checked_id(self.collection, params[self.id_param])
         no_params(req)
         body = read_body(req, self.schema, optional=not self.body_required)
         if_match = versions(req.get_header("If-Match"))
@@ -339,8 +352,17 @@ class ItemOfListResource:
         self.lists = lists
         self.schema = Schema(ITEM_PATCH)
 
+    def _check(self, req: Any, list_id: str) -> None:
+        checked_id(self.lists, list_id)
+        # Falcon's int converter takes what int() takes: other scripts' digits, "+5", "1_0". Here only
+        # ASCII digits are a number, as everywhere in this API.
+        segment = req.path.rpartition("/")[2]
+        if not (segment.isascii() and segment.isdigit()):
+            raise NotFound("No resource matches this path.")
+
     @translating
     def on_patch(self, req: Any, resp: Any, list_id: str, index: int) -> None:
+        self._check(req, list_id)
         no_params(req)
         body = read_body(req, self.schema, types=MERGE_PATCH_TYPES)
 
@@ -353,6 +375,7 @@ class ItemOfListResource:
 
     @translating
     def on_delete(self, req: Any, resp: Any, list_id: str, index: int) -> None:
+        self._check(req, list_id)
         no_params(req)
 
         def edit(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

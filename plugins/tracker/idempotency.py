@@ -5,7 +5,7 @@ concurrent duplicate then waits on the key's unique index (PostgreSQL) or
 on the write lock (SQLite), sees the committed key, and replays it.  A
 request that fails leaves no key behind, so its retry runs afresh.  Keys
 live in the database, so this holds across workers, and expire after the
-configured time.
+configured time.  A key belongs to the caller that sent it (:func:`scope_of`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,17 @@ class StoredResponse:
     body: dict[str, Any]
     location: str | None = None
     replayed: bool = False
+
+
+def scope_of(caller: str | None, method: str, path: str) -> str:
+    """The namespace of a key: who sent it (None: anonymous callers) and to which method and path.
+
+    A key is the caller's own: another caller's same key is another key, so
+    nobody replays, probes or blocks someone else's requests.  Stored as a
+    digest: fixed length, whatever the path or the caller's name.
+    """
+    canonical = json.dumps([caller, method, path], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def fingerprint(method: str, path: str, body: Any) -> str:

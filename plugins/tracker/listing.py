@@ -14,6 +14,7 @@ import binascii
 import datetime
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ import attrs
 import peewee
 
 from .errors import BadQuery, Problem
-from .validation import parse_date, parse_date_time
+from .validation import ascii_integer, parse_date, parse_date_time
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -76,9 +77,10 @@ def _single(params: Mapping[str, Any], name: str) -> str:
 def _parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = ascii_integer(raw)
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise BadQuery([Problem("limit", f"must be an integer from 1 to {MAX_LIMIT}")])
-    return int(raw)
+    return limit
 
 
 def _parse_sort(raw: str | None, definition: ListDefinition) -> list[tuple[str, bool]]:
@@ -135,8 +137,12 @@ def _encode_value(value: Any) -> Any:
 
 
 def _decode_value(value: Any, kind: str) -> Any:
+    """A cursor's value, refused (ValueError) unless it is of a kind this list gives out: cursors can be forged."""
     if kind == "datetime":
-        return datetime.datetime.fromisoformat(value)
+        moment = datetime.datetime.fromisoformat(value)
+        if moment.tzinfo is not None:  # the columns hold naive UTC, and so do the cursors made from them
+            raise ValueError("bad date-time")
+        return moment
     if kind == "date":
         return datetime.date.fromisoformat(value)
     if kind == "flag":
@@ -146,7 +152,12 @@ def _decode_value(value: Any, kind: str) -> Any:
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("bad number")
-        return value
+        # The number columns are floats: an integer no database integer holds (SQLite overflows past 2**63)
+        # becomes the float it would be compared as; one no float holds raises OverflowError.
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError("bad number")
+        return number
     if not isinstance(value, str) or "\x00" in value:
         raise ValueError("bad text")
     value.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
@@ -176,7 +187,7 @@ def decode_cursor(cursor: str, fingerprint: str, kinds: Sequence[str]) -> list[A
         raise bad
     try:
         return [_decode_value(v, k) for v, k in zip(values, kinds, strict=True)]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise bad from None
 
 

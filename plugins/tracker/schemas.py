@@ -22,6 +22,8 @@ TASK_SEVERITIES = ("sev1", "sev2", "sev3", "sev4")
 ACTION_LIST_STATUSES = ("active", "completed", "archived")
 
 MAX_POINTS = 100_000
+#: The longest burndown series a report carries: the most recent days of a sprint left open (or planned) for years.
+MAX_SERIES_DAYS = 3660
 MAX_LIST_ITEMS = 100
 MAX_ACTION_ITEMS = 500
 
@@ -258,7 +260,13 @@ SPRINT_CLOSE = _object(
 )
 ITEM_PATCH = _object({"text": text(1000), "done": {"type": "boolean"}}, [])
 ITEM_REORDER = _object(
-    {"order": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": MAX_ACTION_ITEMS}},
+    {
+        "order": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0, "maximum": MAX_ACTION_ITEMS - 1},
+            "maxItems": MAX_ACTION_ITEMS,
+        }
+    },
     ["order"],
 )
 
@@ -292,6 +300,7 @@ BURNDOWN = {
         },
         "series": {
             "type": "array",
+            "maxItems": MAX_SERIES_DAYS,
             "items": {
                 "type": "object",
                 "properties": {
