@@ -244,3 +244,14 @@ def test_uvicorn_listeners_are_tcp_sockets_so_connections_get_nodelay() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_config_after_a_plugin_subcommand_is_the_config_it_uses(tmp_path: Path) -> None:
+    database = tmp_path / "from-the-file.db"
+    config_file = tmp_path / "other.toml"
+    config_file.write_text(f'environment = "testing"\n[database]\nurl = "sqlite:///{database}"\n')
+    result = run("tokens", "create", "--name", "ci", "--config", str(config_file))
+    assert result.exit_code == 0, result.stderr
+    assert database.exists(), "the token went to the database the file names"
+    listed = run("tokens", "list", "--config", str(config_file))
+    assert listed.exit_code == 0 and "ci" in listed.stdout

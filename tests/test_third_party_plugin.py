@@ -8,6 +8,7 @@ visible in-process with ``monkeypatch.syspath_prepend`` and to the
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tomllib
@@ -263,3 +264,14 @@ def test_disabled_broken_plugin_lets_the_cli_run(broken_site: Path, tmp_path: Pa
     routes = run_taskman(["routes"], cwd=tmp_path, pythonpath=[broken_site], env=env)
     assert routes.returncode == 0, routes.stderr
     assert routes.stderr == ""
+
+
+def test_taskman_plugins_lists_every_plugin_when_one_is_broken(broken_site: Path, tmp_path: Path) -> None:
+    result = run_taskman(["plugins", "--json"], cwd=tmp_path, pythonpath=[broken_site])
+    assert result.returncode != 0, "a broken plugin still fails the command"
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["broken"]["error"] == BROKEN_CAUSE and rows["broken"]["enabled"] is True
+    assert rows["request_id"]["error"] is None and "taskman_middleware" in rows["request_id"]["hooks"]
+    plain = run_taskman(["plugins"], cwd=tmp_path, pythonpath=[broken_site])
+    (line,) = [row for row in plain.stdout.splitlines() if row.split()[0] == "broken"]
+    assert line.split()[3] == "broken" and line.endswith(BROKEN_CAUSE)
