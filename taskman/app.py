@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -31,6 +32,7 @@ from taskman.config import Config, load_config
 from taskman.db import UNAVAILABLE_ERRORS, PooledDatabase, database, make_database, release_connection
 from taskman.migrations import Migrations
 from taskman.plugins import PluginError, Plugins, RouteContribution
+from taskman.servers import server_options
 
 log = logging.getLogger("taskman")
 
@@ -93,6 +95,11 @@ class _LifespanMiddleware:
         self.runtime = runtime
 
     async def process_startup(self, scope: Any, event: Any) -> None:
+        # Sync code runs on the loop's default pool: as many threads as server.threads, which the
+        # database pool is sized for (asyncio's own default grows with the CPUs, not with the pool).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(self.runtime.config.server.threads, thread_name_prefix="taskman")
+        )
         self.runtime.start(owner="lifespan")
 
     async def process_shutdown(self, scope: Any, event: Any) -> None:
@@ -285,6 +292,7 @@ def _add_routes(
     plugins: Plugins,
     asgi: bool,
     wrappers: Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]] = (),
+    body_timeout: float | None = None,
 ) -> None:
     owners: dict[str, RouteContribution] = {}
     for route in routes:
@@ -298,7 +306,7 @@ def _add_routes(
             )
         owners[key] = route
         resource = wrap_responders(route.resource, wrappers)
-        resource = adapt_resource(resource) if asgi else resource
+        resource = adapt_resource(resource, body_timeout=body_timeout) if asgi else resource
         try:
             app.add_route(route.uri_template, resource, **route.kwargs)
         except Exception as exc:
@@ -324,8 +332,13 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
 
     contributed = registry.middleware(config)
     middleware: list[Any]
+    # Under ASGI a sync responder's body is read on the event loop first, within the plugins' bound.
+    body_timeout = server_options(registry, config, "asgi").body_timeout if asgi else None
     if asgi:
-        middleware = [_LifespanMiddleware(runtime), *(adapt_middleware(mw) for _, mw in contributed)]
+        middleware = [
+            _LifespanMiddleware(runtime),
+            *(adapt_middleware(mw, body_timeout=body_timeout) for _, mw in contributed),
+        ]
     else:
         middleware = [_ConnectionMiddleware(), *(mw for _, mw in contributed)]
     for plugin, component in contributed:
@@ -350,7 +363,7 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
     runtime.app = app
     errors.install(app, asgi=asgi, retry_after=config.database.retry_after, unavailable=UNAVAILABLE_ERRORS)
     wrappers = [wrapper for _, wrapper in registry.responder_wrappers(config)]
-    _add_routes(app, registry.routes(config), registry, asgi, wrappers)
+    _add_routes(app, registry.routes(config), registry, asgi, wrappers, body_timeout)
     if config.database.echo_sql:
         logging.getLogger("peewee").setLevel(logging.DEBUG)
     return app

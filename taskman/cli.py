@@ -163,6 +163,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | N
     with reported(state):
         config = state.config()
         use_asgi = (config.server.flavour == "asgi") if asgi is None else asgi
+        servers.check_thread_pool(config, "asgi" if use_asgi else "wsgi")
         registry = _preflight(config, asgi=use_asgi)
         server = config.server
         host = host or server.host
@@ -179,7 +180,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | N
     if use_asgi:
         servers.serve_uvicorn(host, port, workers, config)
     else:
-        servers.serve_gunicorn(host, port, workers, config)
+        servers.serve_gunicorn(host, port, workers, config, registry)
 
 
 def _announce(message: str, *, event: str, **fields: Any) -> None:

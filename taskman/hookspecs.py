@@ -10,7 +10,7 @@ needs to know whether it runs under WSGI or ASGI.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,11 @@ def taskman_middleware(config: Config) -> Sequence[object] | None:
 @hookspec
 def taskman_responder_wrappers(config: Config) -> Sequence[ResponderWrapper] | None:
     """Return decorators the core applies to every sync responder that may block (a time limit, for example)."""
+
+
+@hookspec
+def taskman_server_options(config: Config, flavour: str) -> Mapping[str, Any] | None:
+    """Return request-edge bounds for the server layer to enforce (the fields of ``taskman.servers.ServerOptions``)."""
 
 
 @hookspec

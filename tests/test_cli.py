@@ -175,10 +175,9 @@ def test_serve_refuses_pending_migrations_in_production(database_url: str, notes
     result = run("serve", env={"APP_ENVIRONMENT": "production"}, database_url=database_url)
     assert result.exit_code != 0
     (line,) = result.stderr.strip().splitlines()
-    assert (
-        "4 migration(s) pending (auth:0001_tokens, notes:0001_create_notes, notes:0002_add_done, tracker:0001_initial)"
-        in line
-    )
+    assert "migration(s) pending (" in line
+    for name in ("auth:0001_tokens", "notes:0001_create_notes", "notes:0002_add_done", "tracker:0001_initial"):
+        assert name in line
     assert "taskman migrate" in line
 
 
