@@ -17,8 +17,6 @@ from taskman.config import redact
 from .core import Decision, FailureLog, RateLimiter, StorageUnavailableError, group_of, identity_of, is_exempt
 from .settings import RateLimitSettings
 
-FORWARDED_FOR = "X-Forwarded-For"
-
 
 class RateLimitMiddleware:
     def __init__(self, settings: RateLimitSettings, limiter: RateLimiter, failure_log: FailureLog) -> None:
@@ -35,11 +33,7 @@ class RateLimitMiddleware:
         group = group_of(req.method)
         if group is None or is_exempt(req.path, self.exempt_paths):
             return None
-        forwarded = req.get_header(FORWARDED_FOR) if self.settings.trust_forwarded_for else None
-        identity = identity_of(
-            getattr(req.context, "auth", None), req.remote_addr, forwarded, self.settings.trust_forwarded_for
-        )
-        return identity, group
+        return identity_of(getattr(req.context, "auth", None), req.remote_addr), group
 
     def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
         subject = self._subject(req)
