@@ -438,17 +438,27 @@ def exchange(port: int, data: bytes, *, timeout: float = 10.0) -> Exchange:
     return Exchange(responses_in(received), closed, received)
 
 
-def listen_backlog(port: int) -> int:
-    """Connections waiting in the kernel's accept queue of the socket listening on ``port`` (Linux)."""
-    waiting = 0
+def _tcp_sockets(port: int, state: str) -> list[list[str]]:
+    """The rows of Linux's TCP tables for sockets in ``state`` whose local port is ``port``."""
+    rows = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] == "0A":  # LISTEN: rx_queue is the accept queue
-                    waiting += int(fields[4].split(":")[1], 16)
-    return waiting
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    rows.append(fields)
+    return rows
+
+
+def server_side_connections(port: int) -> int:
+    """Established connections to ``port``, seen from the server's side (accepted or still in the accept queue)."""
+    return len(_tcp_sockets(port, "01"))
+
+
+def listen_backlog(port: int) -> int:
+    """Connections waiting in the kernel's accept queue of the socket listening on ``port`` (Linux)."""
+    # For a listening socket, rx_queue is the number of connections not yet accepted.
+    return sum(int(fields[4].split(":")[1], 16) for fields in _tcp_sockets(port, "0A"))
 
 
 # -- the database, directly --------------------------------------------------------------------
