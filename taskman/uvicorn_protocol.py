@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 import h11
 from h11._connection import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+from h11._readers import ChunkedReader
 from uvicorn.protocols.http import h11_impl
 
 from taskman.edge import problem_response
@@ -85,6 +86,10 @@ def edge_of(config: Any) -> ProtocolEdge:
     return edge
 
 
+#: What to assume when h11 does not say which body reader it chose: check every request.
+_CHUNKED = ChunkedReader()
+
+
 class AmbiguousFraming(h11.RemoteProtocolError):
     """A request whose body length two parties could read differently."""
 
@@ -100,19 +105,17 @@ class StrictConnection(h11.Connection):
         except h11.RemoteProtocolError as exc:
             self.refusal = exc
             raise
-        if type(event) is h11.Request:
-            # h11 has already refused several Transfer-Encoding headers and codings other than chunked.
-            framed_by_length = chunked = False
-            for name, _ in event.headers:
-                if name == b"transfer-encoding":
-                    chunked = True
-                elif name == b"content-length":
-                    framed_by_length = True
-            if chunked and (framed_by_length or event.http_version == b"1.0"):
-                self.refusal = AmbiguousFraming(
-                    "Transfer-Encoding with Content-Length, or under HTTP/1.0", error_status_hint=400
-                )
-                raise self.refusal
+        # Only a chunked request can be ambiguous (h11 has refused several Transfer-Encoding headers, codings other
+        # than chunked, and conflicting lengths): h11's choice of body reader says so without a look at the headers.
+        if (
+            type(event) is h11.Request
+            and isinstance(getattr(self, "_reader", _CHUNKED), ChunkedReader)
+            and (event.http_version == b"1.0" or any(name == b"content-length" for name, _ in event.headers))
+        ):
+            self.refusal = AmbiguousFraming(
+                "Transfer-Encoding with Content-Length, or under HTTP/1.0", error_status_hint=400
+            )
+            raise self.refusal
         return event
 
 
@@ -138,21 +141,23 @@ class H11Protocol(h11_impl.H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.header_timeout is not None and self.head_timer is None and self.conn.their_state is h11.IDLE:
-            self.head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
         super().data_received(data)
         state = self.conn.their_state
-        if self.head_timer is not None and state is not h11.IDLE:
-            self.head_timer.cancel()
-            self.head_timer = None
-        if self.body_timeout is not None and self.body_timer is None and state is h11.SEND_BODY:
-            self.body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out, self.cycle)
-
-    def on_response_complete(self) -> None:
-        if self.body_timer is not None and self.conn.their_state is not h11.SEND_BODY:
-            self.body_timer.cancel()
-            self.body_timer = None
-        super().on_response_complete()
+        # A head that came whole (nearly every one) has left IDLE by now: no timer for it.  One still
+        # incomplete is timed from here, its first bytes, until it completes.
+        if state is h11.IDLE:
+            if self.header_timeout is not None and self.head_timer is None and self.conn.trailing_data[0]:
+                self.head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+        else:
+            if self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+            if state is h11.SEND_BODY:
+                if self.body_timeout is not None and self.body_timer is None:
+                    self.body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out, self.cycle)
+            elif self.body_timer is not None:  # the body is complete
+                self.body_timer.cancel()
+                self.body_timer = None
 
     def send_400_response(self, msg: str) -> None:
         """Answer a request the protocol refused, with the status h11 suggests, and close."""
