@@ -163,8 +163,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | N
     with reported(state):
         config = state.config()
         use_asgi = (config.server.flavour == "asgi") if asgi is None else asgi
-        servers.check_thread_pool(config, "asgi" if use_asgi else "wsgi")
+        flavour = "asgi" if use_asgi else "wsgi"
+        servers.check_thread_pool(config, flavour)
         registry = _preflight(config, asgi=use_asgi)
+        # The plugins' server options, checked here so a bad one is one line before any server starts.
+        options = servers.server_options(registry, config, flavour)
         server = config.server
         host = host or server.host
         port = port or server.port
@@ -180,7 +183,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, asgi: bool | N
     if use_asgi:
         servers.serve_uvicorn(host, port, workers, config)
     else:
-        servers.serve_gunicorn(host, port, workers, config, registry)
+        servers.serve_gunicorn(host, port, workers, config, options)
 
 
 def _announce(message: str, *, event: str, **fields: Any) -> None:
@@ -336,6 +339,8 @@ def check(ctx: click.Context) -> None:
         config = state.config()
         registry = Plugins.discover(config.plugins.disable)
         registry.routes(config)
+        servers.check_thread_pool(config, config.server.flavour)
+        servers.server_options(registry, config, config.server.flavour)
     click.echo("config: ok")
     db = make_database(config.database)
     with reported(state, EXIT_DATABASE):

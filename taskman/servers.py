@@ -245,12 +245,16 @@ def bind_tcp_sockets_as_tcp() -> None:
     Config.bind_socket = bind_tcp_socket  # type: ignore[method-assign]
 
 
-def serve_gunicorn(host: str, port: int, workers: int, config: Config, plugins: Plugins | None = None) -> None:
-    """Serve ``taskman.wsgi:app`` under gunicorn with the worker model and edge ``config`` and its plugins ask for."""
-    from taskman.plugins import Plugins
+def serve_gunicorn(host: str, port: int, workers: int, config: Config, options: ServerOptions | None = None) -> None:
+    """Serve ``taskman.wsgi:app`` under gunicorn with the worker model and edge ``config`` and its plugins ask for.
 
-    registry = plugins if plugins is not None else Plugins.discover(config.plugins.disable)
-    settings = gunicorn_settings(config.server, server_options(registry, config, "wsgi"))
+    ``options`` are the plugins' (:func:`server_options`), gathered here when not given.
+    """
+    if options is None:
+        from taskman.plugins import Plugins
+
+        options = server_options(Plugins.discover(config.plugins.disable), config, "wsgi")
+    settings = gunicorn_settings(config.server, options)
 
     def load_app() -> Any:
         # Imported in each worker after the fork: start-up runs once per worker.
