@@ -7,7 +7,7 @@ and answers the row as a JSON object (column -> value, date-times in ISO
 8601), 404 when there is none.  No ORM, no validation, no plugins: what a
 Falcon user would write by hand.
 
-Under WSGI the responder is sync (gunicorn's sync worker).  Under ASGI the
+Under WSGI the responder is sync (taskman's threaded gunicorn worker, as ``taskman serve``).  Under ASGI the
 responder is a coroutine that runs the same sync function on the loop's
 default thread pool (``loop.run_in_executor(None, ...)``, the hop taskman
 itself makes for sync responders, minus its contextvars copy): a blocking

@@ -6,7 +6,8 @@ floor, taskman plus a plugin from ``bench/``), so this mirrors what
 ``taskman.cli`` does around the server: build the app once in the parent
 (which configures logging and refuses pending migrations in production),
 run the ``taskman_serve`` hooks, then start uvicorn or gunicorn with the
-same settings (no server access log, server lines through the root
+same settings (taskman's gunicorn worker and uvicorn protocol with the
+``[server]`` defaults, no server access log, server lines through the root
 logger when a plugin configured it, no gunicorn control socket).
 """
 

@@ -1,12 +1,15 @@
 """gunicorn settings for taskman's WSGI app: ``gunicorn --config deploy/gunicorn.conf.py taskman.wsgi:app``.
 
-Bind address, worker count and graceful timeout come from taskman's own
-``[server]`` settings (``APP_SERVER__*`` or taskman.toml), as for
-``taskman serve --wsgi``; a bad value stops the arbiter with one line.  The
-HTTP limits live here: only the server sees a request before it is parsed.
-The arbiter runs the plugins' ``taskman_serve`` hooks before it forks, as
-``taskman serve`` does (the metrics plugin empties and exports the shared
-multiprocess folder there).  See docs/deploy.md.
+Bind address and worker count come from taskman's own ``[server]``
+settings (``APP_SERVER__*`` or taskman.toml), and so does everything
+``taskman serve --wsgi`` decides: the worker model (taskman's hardened
+threaded worker, its threads and keep-alive), the graceful timeout, the
+trusted proxies, and the request-line and header limits derived from the
+plugins' own (``taskman.servers.gunicorn_settings``, one function for
+both); a bad value stops the arbiter with one line.  The arbiter runs the
+plugins' ``taskman_serve`` hooks before it forks, as ``taskman serve`` does
+(the metrics plugin empties and exports the shared multiprocess folder
+there).  See docs/deploy.md and docs/security.md.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from typing import Any
 from taskman_plugins.metrics.multiprocess import retire_process
 from taskman_plugins.metrics.registry import multiprocess_directory
 
+from taskman import StartupError, create_app
 from taskman.config import ConfigError, load_config
-from taskman import create_app
+from taskman.plugins import PluginError
+from taskman.servers import check_thread_pool, gunicorn_settings, server_options
 
-#: Cap of the CPU-derived worker count: every sync worker holds its own memory and database pool.
+#: Cap of the CPU-derived worker count: every worker holds its own memory and database pool.
 MAX_DEFAULT_WORKERS = 8
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -41,31 +46,29 @@ def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
 
 
 def default_workers(cpus: int) -> int:
-    """gunicorn's advice for sync workers, two per CPU plus one, capped."""
+    """gunicorn's advice, two workers per CPU plus one, capped."""
     return min(2 * cpus + 1, MAX_DEFAULT_WORKERS)
 
 
 try:
     _config = load_config()
+    # Built as every worker builds it (the one bootstrap path): every check `taskman serve` runs, runs here.
+    _runtime = create_app(_config).taskman
+    check_thread_pool(_config, "wsgi")
+    _options = server_options(_runtime.plugins, _config, "wsgi")
 except ConfigError as exc:
     # SystemExit passes through gunicorn's config loader, which would print a traceback for anything else.
     sys.exit(f"taskman: error: invalid configuration: {exc}")
+except (PluginError, StartupError) as exc:
+    sys.exit(f"taskman: error: {exc}")
 
 _server = _config.server
 
 bind = f"{_server.host}:{_server.port}"
 workers = _server.workers if "server.workers" in _config.sources else default_workers(available_cpus())
-worker_class = "sync"  # what `taskman serve --wsgi` runs: one request per process at a time
-graceful_timeout = _server.graceful_timeout
-# A worker silent for this long is killed and replaced: above the database's
-# statement timeout (30 s by default), so a slow query ends as an error response first.
-timeout = 60
-# Read by keep-alive capable worker classes (gthread); the sync worker closes each connection after its response.
-keepalive = 5
-# Rejected by gunicorn itself with a plain-text 400, before the app (and its problem+json) sees the request.
-limit_request_line = 4094
-limit_request_fields = 50
-limit_request_field_size = 8190
+# worker_class, threads, keepalive, graceful_timeout, timeout, forwarded_allow_ips and the
+# limit_request_* settings: exactly what `taskman serve --wsgi` runs with.
+globals().update(gunicorn_settings(_server, _options))
 accesslog = None  # the logging plugin writes one access line per request
 proc_name = "taskman"
 # gunicorn >= 25.1 opens a control socket in the home folder: not writable on a read-only root filesystem.
@@ -76,11 +79,10 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 def on_starting(server: Any) -> None:
     """In the arbiter, before the first fork: the plugins prepare the serving process, as under ``taskman serve``."""
-    runtime = create_app(_config).taskman  # built as every worker builds it: the one bootstrap path
     try:
-        runtime.plugins.serve(_config, server.num_workers)
+        _runtime.plugins.serve(_config, server.num_workers)
     finally:
-        runtime.database.close_all()
+        _runtime.database.close_all()
 
 
 def child_exit(server: Any, worker: Any) -> None:

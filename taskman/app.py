@@ -18,6 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import falcon
@@ -40,6 +41,7 @@ from taskman.runtime import (
     deferring_events,
     describe_failure,
 )
+from taskman.servers import server_options
 
 __all__ = [
     "AUTO_MIGRATE_ENVIRONMENTS",
@@ -115,6 +117,11 @@ class _LifespanMiddleware:
         self.runtime = runtime
 
     async def process_startup(self, scope: Any, event: Any) -> None:
+        # Sync code runs on the loop's default pool: as many threads as server.threads, which the
+        # database pool is sized for (asyncio's own default grows with the CPUs, not with the pool).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(self.runtime.config.server.threads, thread_name_prefix="taskman")
+        )
         try:
             self.runtime.start(owner="lifespan")
         except STARTUP_FAILURES as exc:
@@ -258,6 +265,7 @@ def _add_routes(
     plugins: Plugins,
     asgi: bool,
     wrappers: Sequence[Callable[[Callable[..., Any]], Callable[..., Any]]] = (),
+    body_timeout: float | None = None,
 ) -> None:
     owners: dict[str, RouteContribution] = {}
     for route in routes:
@@ -271,7 +279,7 @@ def _add_routes(
             )
         owners[key] = route
         resource = wrap_responders(answering_head(route.resource), wrappers)
-        resource = adapt_resource(resource) if asgi else resource
+        resource = adapt_resource(resource, body_timeout=body_timeout) if asgi else resource
         try:
             app.add_route(route.uri_template, resource, **route.kwargs)
         except Exception as exc:
@@ -302,6 +310,8 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
             pipeline = Pipeline.compile(registry.middleware(config))
         except PipelineError as exc:
             raise registry.error(exc.plugin, str(exc), "taskman_middleware") from None
+        # Under ASGI a sync responder's body is read on the event loop first, within the plugins' bound.
+        body_timeout = server_options(registry, config, "asgi").body_timeout if asgi else None
         core: list[Any] = [_LifespanMiddleware(runtime)] if asgi else [_ConnectionMiddleware(db)]
         # Responders reach the runtime (to fire events, say) as ``req.taskman``: a
         # class attribute of this app's request type, so it costs no per-request work.
@@ -309,7 +319,7 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
         request_type = type("Request", (base_request,), {"taskman": runtime})
         app: App | AsgiApp
         app_class = AsgiApp if asgi else App
-        middleware: list[Any] = [*core, *pipeline.middleware(asgi=asgi)]
+        middleware: list[Any] = [*core, *pipeline.middleware(asgi=asgi, body_timeout=body_timeout)]
         app = app_class(middleware=middleware, request_type=request_type)
         app.taskman = runtime
         runtime.app = app
@@ -319,7 +329,7 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
         wrappers = [functools.partial(deferring_events, runtime)]
         wrappers += [wrapper for _, wrapper in registry.responder_wrappers(config)]
         runtime.routes = registry.routes(config)
-        _add_routes(app, runtime.routes, registry, asgi, wrappers)
+        _add_routes(app, runtime.routes, registry, asgi, wrappers, body_timeout)
         registry.validate(config)
     if config.database.echo_sql:
         logging.getLogger("peewee").setLevel(logging.DEBUG)

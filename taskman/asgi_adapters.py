@@ -7,6 +7,12 @@ that thread's database connection afterwards), unless the object is marked
 :func:`nonblocking`, in which case it runs directly on the event loop.
 The sync code receives a :class:`SyncRequest`, whose ``get_media()``,
 ``media`` and ``bounded_stream`` block the worker thread, not the loop.
+
+Before a responder (or a ``process_resource``) runs on a thread, the rest
+of the request body is read on the event loop (:func:`read_body`), within
+the time bound plugins contribute (``body_timeout``): the thread then
+reads it from memory, so a client trickling its body holds a coroutine,
+never a thread the other requests need.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import falcon
+
 from taskman.db import database, release_connection
 
 T = TypeVar("T")
 
 RESPONDER_PREFIX = "on_"
+_NO_BODY: dict[str, Any] = {}
 MIDDLEWARE_METHODS = ("process_request", "process_resource", "process_response")
 LIFESPAN_METHODS = ("process_startup", "process_shutdown")
 
@@ -110,6 +119,36 @@ class InlineRequest(SyncRequest):
         raise RuntimeError("a nonblocking responder or middleware cannot read the request body")
 
 
+def body_timed_out(seconds: float) -> falcon.HTTPError:
+    """The 408 for a body that did not arrive in time; the connection closes (what is left of the body is unknown)."""
+    return falcon.HTTPError(
+        falcon.HTTP_408,
+        description=f"The request body did not arrive within {seconds:g} seconds.",
+        headers={"Connection": "close"},
+    )
+
+
+async def read_body(req: Any, timeout: float | None) -> None:
+    """Read what is left of ``req``'s body on the event loop, within ``timeout`` seconds; keep it in memory.
+
+    falcon builds its body stream from the first ``http.request`` event and
+    ``receive``: once the whole body is that first event, every later read
+    (``req.stream``, ``get_media()``) is served from memory.  Size limits
+    still apply: they bound ``receive``, which this reads through.
+    """
+    stream = req.stream
+    try:
+        if timeout is None:
+            body = await stream.readall()
+        else:
+            async with asyncio.timeout(timeout):
+                body = await stream.readall()
+    except TimeoutError:
+        raise body_timed_out(timeout or 0) from None
+    req._first_event = {"type": "http.request", "body": body, "more_body": False}
+    req._stream = None
+
+
 def _call_and_release(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
         return func(*args, **kwargs)
@@ -117,12 +156,17 @@ def _call_and_release(func: Callable[..., Any], args: tuple[Any, ...], kwargs: d
         release_connection(database)
 
 
-def _sync_method(func: Callable[..., Any], *, inline: bool) -> Callable[..., Awaitable[Any]]:
+def _sync_method(
+    func: Callable[..., Any], *, inline: bool, reads_body: bool = False, body_timeout: float | None = None
+) -> Callable[..., Awaitable[Any]]:
     """An adapter-class method (``self`` unused) that runs sync ``func(req, ...)`` under ASGI.
 
     Falcon wants bound methods on middleware, so adapters get real methods;
     each does its work itself rather than awaiting another coroutine, which
-    keeps the request path to one coroutine frame per adapted call.
+    keeps the request path to one coroutine frame per adapted call.  When
+    ``reads_body`` (responders, ``process_resource``: every ``process_request``
+    has run, so the size limits are in place), a body still on its way is
+    read on the loop first (:func:`read_body`).
     """
     if inline:
 
@@ -133,6 +177,9 @@ def _sync_method(func: Callable[..., Any], *, inline: bool) -> Callable[..., Awa
     else:
 
         async def run_in_thread(self: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+            # Requests without a body, or whose body came whole with the head, skip this: one dict lookup.
+            if reads_body and (req._first_event or _NO_BODY).get("more_body"):
+                await read_body(req, body_timeout)
             loop = asyncio.get_running_loop()
             sync_req = SyncRequest(req, loop, threading.get_ident())
             # run_in_executor does not carry contextvars (log context, trace
@@ -165,8 +212,11 @@ def _as_method(coro_func: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
     return method
 
 
-def adapt_resource(resource: object) -> object:
-    """Return ``resource`` itself if it is all-async, else an adapter with coroutine responders."""
+def adapt_resource(resource: object, *, body_timeout: float | None = None) -> object:
+    """Return ``resource`` itself if it is all-async, else an adapter with coroutine responders.
+
+    A sync responder gets the request body read on the loop first, within ``body_timeout`` seconds.
+    """
     names = [n for n in dir(resource) if n.startswith(RESPONDER_PREFIX) and callable(getattr(resource, n))]
     sync = [n for n in names if not inspect.iscoroutinefunction(getattr(resource, n)) and n != "on_websocket"]
     if not sync:
@@ -175,15 +225,20 @@ def adapt_resource(resource: object) -> object:
     for name in names:
         responder = getattr(resource, name)
         if name in sync:
-            namespace[name] = _sync_method(responder, inline=is_nonblocking(resource, responder))
+            namespace[name] = _sync_method(
+                responder, inline=is_nonblocking(resource, responder), reads_body=True, body_timeout=body_timeout
+            )
         else:
             namespace[name] = _as_method(responder)
     adapter = type(f"Async{type(resource).__name__}", (), namespace)
     return adapter()
 
 
-def adapt_middleware(component: object) -> object:
-    """Return ``component`` if falcon's ASGI app accepts it as is, else an async adapter."""
+def adapt_middleware(component: object, *, body_timeout: float | None = None) -> object:
+    """Return ``component`` if falcon's ASGI app accepts it as is, else an async adapter.
+
+    A sync ``process_resource`` gets the request body read on the loop first, within ``body_timeout`` seconds.
+    """
     namespace: dict[str, Any] = {"wrapped": component}
     changed = False
     for name in MIDDLEWARE_METHODS:
@@ -196,7 +251,12 @@ def adapt_middleware(component: object) -> object:
                 namespace[f"{name}_async"] = _as_method(method)
             else:
                 changed = True
-                namespace[f"{name}_async"] = _sync_method(method, inline=is_nonblocking(component, method))
+                namespace[f"{name}_async"] = _sync_method(
+                    method,
+                    inline=is_nonblocking(component, method),
+                    reads_body=name == "process_resource",
+                    body_timeout=body_timeout,
+                )
     for name in LIFESPAN_METHODS:
         method = getattr(component, name, None)
         if method is not None:

@@ -246,7 +246,11 @@ def serve(
     with reported(state):
         config = state.config()
         use_asgi = (config.server.flavour == "asgi") if asgi is None else asgi
+        flavour = "asgi" if use_asgi else "wsgi"
+        servers.check_thread_pool(config, flavour)
         runtime = _preflight(state, asgi=use_asgi)
+        # The plugins' server options, checked here so a bad one is one line before any server starts.
+        options = servers.server_options(runtime.plugins, config, flavour)
         server = config.server
         host = host or server.host
         port = port or server.port
@@ -255,14 +259,17 @@ def serve(
     if config.file is not None:
         # Workers load their own config: make sure they read the same file.
         os.environ["APP_CONFIG_FILE"] = str(config.file.resolve())
-    flavour = "ASGI (uvicorn)" if use_asgi else "WSGI (gunicorn)"
+    server_name = "ASGI (uvicorn)" if use_asgi else "WSGI (gunicorn)"
     _announce(
-        f"serving {flavour} on http://{host}:{port}", event="serving", flavour=flavour, url=f"http://{host}:{port}"
+        f"serving {server_name} on http://{host}:{port}",
+        event="serving",
+        flavour=server_name,
+        url=f"http://{host}:{port}",
     )
     if use_asgi:
         servers.serve_uvicorn(host, port, workers, config)
     else:
-        servers.serve_gunicorn(host, port, workers, config)
+        servers.serve_gunicorn(host, port, workers, config, options)
 
 
 def _announce(message: str, *, event: str, **fields: Any) -> None:
@@ -454,6 +461,9 @@ def check(ctx: click.Context) -> None:
     with reported(state, EXIT_CONFIG):
         runtime = state.runtime(asgi=False)
         state.runtime(asgi=True)
+        for flavour in ("wsgi", "asgi"):
+            servers.check_thread_pool(runtime.config, flavour)
+            servers.server_options(runtime.plugins, runtime.config, flavour)
     click.echo("config: ok")
     with reported(state, EXIT_DATABASE):
         ping(runtime.database)

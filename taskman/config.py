@@ -9,6 +9,7 @@ error names the key, where the value came from and what is wrong with it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -172,6 +173,16 @@ class PluginSettings:
     )
 
 
+def _check_proxy_addresses(instance: object, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:  # type: ignore[type-arg]
+    for entry in value:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise ValueError(f"entries must be IP addresses, networks (10.0.0.0/8) or '*', got {entry!r}") from None
+
+
 @attrs.frozen
 class ServerSettings:
     """The ``[server]`` section, read by ``taskman serve``."""
@@ -181,6 +192,25 @@ class ServerSettings:
     workers: int = _field(1, "worker processes", [v.ge(1), v.le(64)])
     flavour: Literal["asgi", "wsgi"] = _field("asgi", "asgi (uvicorn) or wsgi (gunicorn)", v.in_(("asgi", "wsgi")))
     graceful_timeout: int = _field(30, "seconds in-flight requests get after SIGTERM", [v.ge(1), v.le(600)])
+    worker_class: Literal["gthread", "sync"] = _field(
+        "gthread",
+        "WSGI worker model: gthread (threads, keep-alive, idle connections wait off-thread) or sync",
+        v.in_(("gthread", "sync")),
+    )
+    threads: int = _field(
+        8, "threads per worker running sync code (gthread workers; the ASGI thread pool)", [v.ge(1), v.le(256)]
+    )
+    keepalive: int = _field(
+        5, "seconds a connection may stay idle before its first request and between requests", [v.ge(1), v.le(300)]
+    )
+    send_timeout: float = _field(
+        30.0, "seconds a client may take to receive a response before the WSGI worker drops it", [v.gt(0), v.le(3600)]
+    )
+    forwarded_allow_ips: tuple[str, ...] = _field(
+        (),
+        "proxies (addresses or networks) whose X-Forwarded-For and -Proto the servers trust; none by default",
+        _check_proxy_addresses,
+    )
 
 
 CORE_SECTIONS: dict[str, type] = {

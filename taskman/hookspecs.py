@@ -13,7 +13,7 @@ needs to know whether it runs under WSGI or ASGI.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,11 @@ def taskman_responder_wrappers(runtime: Runtime, config: Config) -> Sequence[Res
 @hookspec
 def taskman_validate(runtime: Runtime, config: Config) -> None:
     """Check the built app (routes, other plugins' declarations); raise to stop start-up and fail ``taskman check``."""
+
+
+@hookspec
+def taskman_server_options(runtime: Runtime, config: Config, flavour: str) -> Mapping[str, Any] | None:
+    """Return request-edge bounds for the server layer to enforce (the fields of ``taskman.servers.ServerOptions``)."""
 
 
 @hookspec

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -163,10 +163,15 @@ class Pipeline:
             by_stage[step.stage].append(step)
         return cls(tuple(step for stage in STAGES for step in _order_stage(by_stage[stage])))
 
-    def middleware(self, *, asgi: bool) -> list[object]:
-        """What Falcon runs: each component, adapted for ASGI where it needs to be."""
-        adapt: Callable[[object], object] = adapt_middleware if asgi else (lambda component: component)
-        return [adapt(step.component) for step in self.steps]
+    def middleware(self, *, asgi: bool, body_timeout: float | None = None) -> list[object]:
+        """What Falcon runs: each component, adapted for ASGI where it needs to be.
+
+        ``body_timeout``: under ASGI, the body a sync ``process_resource`` may
+        read is read on the event loop first, within this many seconds.
+        """
+        if not asgi:
+            return [step.component for step in self.steps]
+        return [adapt_middleware(step.component, body_timeout=body_timeout) for step in self.steps]
 
     def describe(self, *, asgi: bool) -> list[dict[str, Any]]:
         """One row per step, for ``taskman middleware`` and the docs."""

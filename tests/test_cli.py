@@ -216,6 +216,17 @@ def test_serve_prepares_plugins_before_starting_the_server(
     assert started == [("127.0.0.1", 8123, 3)]
 
 
+def test_check_and_serve_refuse_more_threads_than_database_connections(database_url: str) -> None:
+    environ = {"APP_SERVER__THREADS": "40", "APP_DATABASE__POOL_SIZE": "10"}
+    for command in (["check"], ["serve", "--wsgi"], ["serve", "--asgi"]):
+        result = run(*command, env=environ, database_url=database_url)
+        assert result.exit_code == (3 if command == ["check"] else 1), result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(
+            "taskman: error: invalid configuration: server.threads (from env APP_SERVER__THREADS): 40 threads"
+        ), line
+
+
 def test_the_installed_command_runs(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "taskman"), "plugins", "--json"],

@@ -36,6 +36,7 @@ from prometheus_client import mmap_dict
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskman.config import CORE_SECTIONS, ENV_NESTING, ENV_PREFIX, ROOT, Config, load_config
+from taskman.gunicorn_worker import ThreadWorker
 from taskman.plugins import Plugins
 from tests.helpers import free_port
 from tests.servers import ServerLauncher, ServerProcess
@@ -657,16 +658,55 @@ def test_gunicorn_takes_the_server_settings_and_the_limits(monkeypatch: pytest.M
         APP_SERVER__PORT="9123",
         APP_SERVER__WORKERS="3",
         APP_SERVER__GRACEFUL_TIMEOUT="17",
+        APP_SERVER__THREADS="6",
+        APP_SERVER__KEEPALIVE="9",
+        APP_SERVER__FORWARDED_ALLOW_IPS="10.0.0.0/8,192.0.2.7",
     )
     assert cfg.bind == ["0.0.0.0:9123"]
     assert cfg.workers == 3
     assert cfg.graceful_timeout == 17
-    assert cfg.worker_class_str == "sync"
-    assert cfg.timeout == 60
-    assert cfg.keepalive == 5
-    assert (cfg.limit_request_line, cfg.limit_request_fields, cfg.limit_request_field_size) == (4094, 50, 8190)
+    assert issubclass(cfg.worker_class, ThreadWorker)
+    assert (cfg.threads, cfg.keepalive, cfg.timeout) == (6, 9, 60)
+    assert cfg.forwarded_allow_ips == ["10.0.0.0/8", "192.0.2.7"]
+    # The limits plugin checks targets up to 8192 and headers up to 16384 itself: gunicorn lets them through.
+    assert cfg.limit_request_line == 0  # above gunicorn's ceiling: the worker bounds the whole head instead
+    assert cfg.worker_class.head_budget >= 8192 + 16384
+    assert cfg.limit_request_field_size > 16384
+    assert cfg.limit_request_fields == 100
     assert cfg.accesslog is None
     assert cfg.proc_name == "taskman"
+
+
+def test_gunicorn_runs_what_taskman_serve_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One function decides gunicorn's settings for the deploy kit and for `taskman serve --wsgi`."""
+    from taskman.servers import gunicorn_settings, server_options
+
+    environ = {"APP_SERVER__WORKER_CLASS": "sync", "APP_LIMITS__MAX_URL_LENGTH": "2000"}
+    cfg = gunicorn_config(monkeypatch, **environ)
+    config = load_config()
+    expected = gunicorn_settings(config.server, server_options(Plugins.discover(), config, "wsgi"))
+    for name, value in expected.items():
+        if name == "worker_class":
+            assert cfg.worker_class.__mro__[1] is value.__mro__[1]
+        elif name == "forwarded_allow_ips":
+            assert cfg.forwarded_allow_ips == []
+        else:
+            assert getattr(cfg, name) == value, name
+    assert (cfg.threads, cfg.limit_request_line) == (1, 2000 + 64)
+
+
+def test_too_many_threads_for_the_database_pool_stops_gunicorn_with_one_line(tmp_path: Path) -> None:
+    environ = {
+        "APP_DATABASE__URL": f"sqlite:///{tmp_path / 'check.db'}",
+        "APP_SERVER__THREADS": "40",
+        "APP_DATABASE__POOL_SIZE": "10",
+    }
+    result = run_gunicorn_check(environ, tmp_path)
+    assert result.returncode != 0
+    assert "taskman: error: invalid configuration: server.threads (from env APP_SERVER__THREADS): 40 threads" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
 
 
 def test_gunicorn_workers_default_to_the_cpus_available(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -780,9 +820,10 @@ def test_gunicorn_serves_taskman_with_the_config(
     )
     assert counted is not None and float(counted[1]) == 6.0, scrape
 
-    too_many = {f"X-Extra-{n}": "1" for n in range(60)}  # limit_request_fields = 50 (gunicorn's default is 100)
-    assert server.get("/health/live", headers=too_many).status in (400, 431)
-    assert server.get("/health/live", headers=dict(list(too_many.items())[:40])).status == 200
+    too_many = {f"X-Extra-{n}": "1" for n in range(120)}  # limit_request_fields = 100
+    refused = server.get("/health/live", headers=too_many)
+    assert refused.status == 431 and refused.headers["content-type"] == "application/problem+json"
+    assert server.get("/health/live", headers=dict(list(too_many.items())[:80])).status == 200
 
     assert server.stop(signal.SIGTERM) == 0
     assert worker_files(folder) == []  # each worker folded its files into the merged ones
@@ -821,8 +862,9 @@ def test_the_uvicorn_script_serves_taskman_with_its_limits(
     assert worker_files(folder)  # the worker writes to the shared folder
 
     start = b"GET /health/live HTTP/1.1\r\nHost: taskman\r\nConnection: close\r\nX-Padding: "
-    # A request head still incomplete beyond the limit is refused; a smaller one completes normally.
-    assert _raw_request_head(server.port, start + b"a" * 6000).startswith(b"HTTP/1.1 400 ")
+    # A request head still incomplete beyond the limit is refused (a problem); a smaller one completes normally.
+    refused = _raw_request_head(server.port, start + b"a" * 6000)
+    assert refused.startswith(b"HTTP/1.1 431 ") and b"application/problem+json" in refused
     assert _raw_request_head(server.port, start + b"a" * 3000 + b"\r\n\r\n").startswith(b"HTTP/1.1 200 ")
 
     assert server.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # uvicorn alone re-raises the signal it handled

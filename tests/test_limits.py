@@ -609,7 +609,10 @@ def test_a_chunked_body_is_bounded_while_it_is_read(probe_client: Client, probe:
     over = send(client, method, "/probe/body", chunked, [b"x" * 400] * 250)  # 100 kB
     assert_problem(over, 413)
     assert over.pulled <= 1000 + 400  # the limit and at most one more chunk (WSGI: one more byte)
-    assert probe.calls == [method.lower()] * 2
+    # Under ASGI the core reads a body still on its way before the responder's thread starts (through the
+    # bounded receive): the responder never sees the oversized one.  Under WSGI it stops the responder's read.
+    asgi = isinstance(client.app, falcon.asgi.App)
+    assert probe.calls == [method.lower()] * (1 if asgi else 2)
 
 
 def test_a_chunked_body_over_the_limit_in_its_first_piece_is_refused(probe_client: Client) -> None:

@@ -21,7 +21,9 @@ import attrs
 import pytest
 
 from taskman.errors import PROBLEM_CONTENT_TYPE
+from tests.faults.harness import exchange
 from tests.helpers import install_fixture_dist
+from tests.logcapture import json_lines
 from tests.servers import Reply, ServerLauncher, ServerProcess
 
 pytestmark = pytest.mark.servers
@@ -152,3 +154,75 @@ def test_one_uvicorn_worker_exits_0_after_a_clean_stop(serve: Callable[..., Prob
     server.wait_for_startups(1)
     assert server.stop(sig) == 0, server.log
     assert [event for event, _ in server.probe_lines()] == ["startup", "shutdown"]
+
+
+# -- the request edge: proxy trust and limits, one decision for both servers -----------------------------------------
+
+
+def access_lines(server: ServerProcess, path: str) -> list[dict[str, object]]:
+    return [
+        line for line in json_lines(server.log) if line.get("event") == "request_completed" and line["path"] == path
+    ]
+
+
+@pytest.mark.parametrize("flavour", ["wsgi", "asgi"])
+def test_x_forwarded_for_is_trusted_only_from_the_proxies_the_setting_names(
+    serve: Callable[..., ProbedServer], flavour: str
+) -> None:
+    """server.forwarded_allow_ips decides the client address for both servers, the access log and the rate limits."""
+    limited = {"APP_RATELIMIT__READS": "2/minute"}
+    server = serve(asgi=flavour == "asgi", workers=1, environ=limited)
+    server.wait_for_http("/health/live", 200)
+    # By default nobody is trusted, loopback included: a header cannot pick the address, or a fresh budget.
+    spoofed = [server.get("/hello/x", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status for n in (1, 2, 3)]
+    assert spoofed == [200, 200, 429]
+    server.wait_until("the access lines", lambda: len(access_lines(server, "/hello/x")) == 3)
+    assert {line["client_ip"] for line in access_lines(server, "/hello/x")} == {"127.0.0.1"}
+    assert server.stop() == 0
+
+    trusting = serve(
+        asgi=flavour == "asgi", workers=1, environ={**limited, "APP_SERVER__FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    )
+    trusting.wait_for_http("/health/live", 200)
+    forwarded = [trusting.get("/hello/x", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status for n in (1, 2, 3)]
+    assert forwarded == [200, 200, 200]  # three clients behind a trusted proxy: three budgets
+    # A client cannot pick its address by sending a header the proxy appends to: the last untrusted hop counts.
+    assert trusting.get("/hello/x", headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.1"}).status == 200
+    assert trusting.get("/hello/x", headers={"X-Forwarded-For": "198.51.100.2, 203.0.113.1"}).status == 429
+    trusting.wait_until("the access lines", lambda: len(access_lines(trusting, "/hello/x")) == 5)
+    assert [line["client_ip"] for line in access_lines(trusting, "/hello/x")] == [
+        "203.0.113.1",
+        "203.0.113.2",
+        "203.0.113.3",
+        "203.0.113.1",
+        "203.0.113.1",
+    ]
+
+
+def assert_app_problem(reply: Reply, status: int) -> None:
+    """The app's own answer: problem+json with its request id, and the security headers plugin's headers."""
+    assert reply.status == status, reply.body[:300]
+    assert reply.headers["content-type"] == PROBLEM_CONTENT_TYPE
+    assert reply.json()["request_id"] == reply.headers["x-request-id"]
+    assert reply.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("flavour", ["wsgi", "asgi"])
+def test_the_servers_let_requests_up_to_the_app_s_limits_through_so_the_app_answers(
+    serve: Callable[..., ProbedServer], flavour: str
+) -> None:
+    """The servers' request-line and header limits follow the limits plugin's (8192 and 16384 by default)."""
+    server = serve(asgi=flavour == "asgi", workers=1)
+    server.wait_for_http("/health/live", 200)
+    # Longer than gunicorn's own default request line (4094), within the app's limit: served.
+    name = "x" * 5000
+    assert server.get(f"/hello/{name}").json() == {"message": f"Hello, {name}!"}
+    # Over the app's limits, under the servers': the app's 414 and 431.
+    assert_app_problem(server.get("/hello/" + "x" * 9000), 414)
+    assert_app_problem(server.get("/hello/x", headers={"X-Padding": "p" * 17000}), 431)
+    # Far over anything the app accepts: the server refuses it itself, still with a problem, and closes.
+    head = b"GET /hello/" + b"x" * 200_000 + b" HTTP/1.1\r\nHost: taskman\r\n\r\n"
+    got = exchange(server.port, head)
+    assert got.closed and [reply.status for reply in got.replies] == [414], got.raw[:300]
+    assert got.replies[0].headers["content-type"] == PROBLEM_CONTENT_TYPE
+    assert server.get("/health/live").status == 200

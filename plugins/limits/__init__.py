@@ -1,4 +1,4 @@
-"""limits: refuse oversized requests (413, 414, 431) and stop responders that run too long (503 + Retry-After).
+"""limits: refuse oversized requests (413, 414, 431), late ones (408), and stop slow responders (503 + Retry-After).
 
 * :mod:`.sizes`: the plain checks and the bounded body readers;
 * :mod:`.watchdog`: one thread per process that interrupts a call past its
@@ -6,7 +6,10 @@
 * :mod:`.web`: the Falcon glue, a middleware (pipeline stage ``edge``: after
   the observers, before anything that may cost a query) and the responder decorator
   the core applies to every blocking sync responder through
-  ``taskman_responder_wrappers``.
+  ``taskman_responder_wrappers``;
+* ``taskman_server_options``: the bounds the server layer enforces before
+  the app sees a request (the size the servers let through, the time a
+  client has to send its head and body).
 
 See docs/limits.md.
 """
@@ -49,6 +52,22 @@ def taskman_settings() -> type:
 @hookimpl
 def taskman_middleware(config: Any) -> list[object]:
     return [staged(LimitsMiddleware(settings_of(config)), "edge")]
+
+
+@hookimpl
+def taskman_server_options(config: Any, flavour: str) -> dict[str, Any]:
+    """Let requests up to the plugin's size limits through to the app (its 414 and 431); bound a client's time (408)."""
+    settings = settings_of(config)
+    options: dict[str, Any] = {}
+    if settings.max_url_length:
+        options["max_request_target"] = settings.max_url_length
+    if settings.max_header_bytes:
+        options["max_header_bytes"] = settings.max_header_bytes
+    if settings.header_timeout:
+        options["header_timeout"] = settings.header_timeout
+    if settings.body_timeout:
+        options["body_timeout"] = settings.body_timeout
+    return options
 
 
 @hookimpl

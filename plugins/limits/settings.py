@@ -30,7 +30,7 @@ def _finite(instance: object, attribute: attrs.Attribute, value: float) -> None:
 @settings_section("limits")
 @attrs.frozen
 class LimitsSettings:
-    """Request body size, request target and header length, and the responder time limit."""
+    """Body size, target and header length, the time a client gets to send them, and the responder time limit."""
 
     max_body_bytes: int = setting(
         1_048_576,
@@ -54,4 +54,14 @@ class LimitsSettings:
     )
     timeout_retry_after: int = setting(
         5, "Retry-After seconds sent with the 503 of an interrupted responder", [_an_int, v.ge(1), v.le(3600)]
+    )
+    header_timeout: float = setting(
+        10.0,
+        "seconds a client has to send its request head, from its first byte (408 after it); 0 for no limit",
+        [_finite, v.ge(0), v.le(MAX_TIMEOUT_SECONDS)],
+    )
+    body_timeout: float = setting(
+        30.0,
+        "seconds a client has to send its request body, from the end of its head (408 after it); 0 for no limit",
+        [_finite, v.ge(0), v.le(MAX_TIMEOUT_SECONDS)],
     )

@@ -8,7 +8,6 @@ one timeout per interval instead of one per request.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import threading
@@ -55,32 +54,19 @@ def is_exempt(path: str, prefixes: Iterable[str]) -> bool:
     return False
 
 
-def first_forwarded_address(header: str) -> str | None:
-    """The first address of an ``X-Forwarded-For`` value, normalized; None when it is not an IP address."""
-    first = header.split(",", 1)[0].strip()
-    if first.startswith("["):  # [2001:db8::1]:443
-        first = first[1:].split("]", 1)[0]
-    elif first.count(":") == 1:  # 192.0.2.1:443
-        first = first.split(":", 1)[0]
-    try:
-        return str(ipaddress.ip_address(first))
-    except ValueError:
-        return None
-
-
-def identity_of(
-    principal: Any, remote_addr: str | None, forwarded_for: str | None = None, trust_forwarded_for: bool = False
-) -> str:
+def identity_of(principal: Any, remote_addr: str | None) -> str:
     """``token:<prefix>`` for an authenticated principal, else ``ip:<client address>``.
 
     The principal's public token prefix is unique per token, so each token
-    has its own budget whichever address it comes from.
+    has its own budget whichever address it comes from.  The client address
+    is the one the server resolved (``req.remote_addr``): the peer, or the
+    client a proxy it trusts names (``server.forwarded_allow_ips``); this
+    plugin never reads forwarding headers itself.
     """
     prefix = getattr(principal, "prefix", None) if principal is not None else None
     if prefix:
         return f"token:{prefix}"
-    address = first_forwarded_address(forwarded_for) if trust_forwarded_for and forwarded_for else None
-    return f"ip:{address or remote_addr or 'unknown'}"
+    return f"ip:{remote_addr or 'unknown'}"
 
 
 @attrs.frozen

@@ -30,8 +30,6 @@ from .core import (
 )
 from .settings import RateLimitSettings
 
-FORWARDED_FOR = "X-Forwarded-For"
-
 
 class RateLimitMiddleware:
     taskman_stage = "admit"
@@ -50,11 +48,7 @@ class RateLimitMiddleware:
         group = group_of(req.method)
         if group is None or is_exempt(req.path, self.exempt_paths):
             return None
-        forwarded = req.get_header(FORWARDED_FOR) if self.settings.trust_forwarded_for else None
-        identity = identity_of(
-            getattr(req.context, "auth", None), req.remote_addr, forwarded, self.settings.trust_forwarded_for
-        )
-        return identity, group
+        return identity_of(getattr(req.context, "auth", None), req.remote_addr), group
 
     def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
         subject = self._subject(req)

@@ -67,6 +67,14 @@ def _check_key_prefix(instance: object, attribute: attrs.Attribute, value: str) 
         raise ValueError(f"must be 1-64 characters among A-Z a-z 0-9 _ . : -, got {value!r}")
 
 
+def _check_forwarded_for_retired(instance: object, attribute: attrs.Attribute, value: bool) -> None:  # type: ignore[type-arg]
+    if value:
+        raise ValueError(
+            "is replaced by server.forwarded_allow_ips: the servers now resolve the client address for every plugin "
+            "(set APP_SERVER__FORWARDED_ALLOW_IPS to your proxies' addresses and remove this setting)"
+        )
+
+
 @settings_section("ratelimit")
 @attrs.frozen
 class RateLimitSettings:
@@ -107,8 +115,8 @@ class RateLimitSettings:
     )
     trust_forwarded_for: bool = setting(
         False,
-        "identify anonymous clients by the first X-Forwarded-For address (only behind a proxy that sets it)",
-        v.instance_of(bool),
+        "retired: the servers resolve the client address (server.forwarded_allow_ips); only false is accepted",
+        [v.instance_of(bool), _check_forwarded_for_retired],
     )
     exempt_paths: tuple[str, ...] = setting(
         ("/health", "/metrics"), "path prefixes never limited (probes, scrapers)", _check_exempt_paths

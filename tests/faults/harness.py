@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import itertools
 import json
 import select
@@ -380,6 +381,84 @@ def raw_request(port: int, head: bytes, body: Iterable[bytes] = (), *, timeout: 
         resp.begin()
         data = resp.read()
         return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+
+
+def responses_in(data: bytes) -> list[Reply]:
+    """Every whole HTTP response in ``data``, in order (what a client pipelining requests would read)."""
+
+    class Unclosable(io.BytesIO):
+        def close(self) -> None:  # http.client closes it after a "Connection: close" answer: read on
+            pass
+
+    class Received:
+        def __init__(self) -> None:
+            self.file = Unclosable(data)
+
+        def makefile(self, mode: str) -> io.BytesIO:
+            return self.file
+
+    received = Received()
+    replies = []
+    while received.file.tell() < len(data):
+        resp = http.client.HTTPResponse(received)  # type: ignore[arg-type]
+        try:
+            resp.begin()
+            body = resp.read()
+        except (http.client.HTTPException, ValueError):
+            break
+        replies.append(Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body))
+    return replies
+
+
+@attrs.frozen
+class Exchange:
+    """What the server sent back on one connection, and whether it closed it."""
+
+    replies: list[Reply]
+    closed: bool
+    raw: bytes
+
+
+def exchange(port: int, data: bytes, *, timeout: float = 10.0) -> Exchange:
+    """Send ``data`` on a connection of its own; read until the server closes it (or is silent ``timeout`` s)."""
+    received = b""
+    closed = False
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        # The server may stop reading early (and answer): what it sent is waiting all the same.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+            closed = True
+        except ConnectionResetError:
+            closed = True
+        except TimeoutError:
+            closed = False
+    return Exchange(responses_in(received), closed, received)
+
+
+def _tcp_sockets(port: int, state: str) -> list[list[str]]:
+    """The rows of Linux's TCP tables for sockets in ``state`` whose local port is ``port``."""
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+                    rows.append(fields)
+    return rows
+
+
+def server_side_connections(port: int) -> int:
+    """Established connections to ``port``, seen from the server's side (accepted or still in the accept queue)."""
+    return len(_tcp_sockets(port, "01"))
+
+
+def listen_backlog(port: int) -> int:
+    """Connections waiting in the kernel's accept queue of the socket listening on ``port`` (Linux)."""
+    # For a listening socket, rx_queue is the number of connections not yet accepted.
+    return sum(int(fields[4].split(":")[1], 16) for fields in _tcp_sockets(port, "0A"))
 
 
 # -- the database, directly --------------------------------------------------------------------

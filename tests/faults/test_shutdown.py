@@ -9,7 +9,9 @@ What must hold, under gunicorn (WSGI) and uvicorn (ASGI):
   probe accepted before the signal and held until the worker has received it
   answers 503, and so does every probe answered afterwards;
 * the server exits within ``server.graceful_timeout``, also when a request never
-  finishes, and every worker ran its shut-down hooks.
+  finishes, and every worker ran its shut-down hooks;
+* every request the server had accepted before the signal completes, also those
+  queued behind busy threads (six slow requests, one thread per worker).
 
 The probe plugin records when a worker has received the signal, so nothing
 here depends on timing.  (The core logs nothing at shut-down; the health
@@ -30,13 +32,17 @@ from tests.faults.conftest import GRACEFUL_TIMEOUT, WORKERS
 from tests.faults.harness import (
     API,
     DEADLINE,
+    HOLD_HEADER,
     FaultServer,
     Workload,
     answered,
+    listen_backlog,
     problem,
+    server_side_connections,
     stored_task_ids,
     summary,
     unexpected,
+    wait_for,
 )
 from tests.servers import Reply
 
@@ -174,3 +180,51 @@ def test_a_request_that_never_finishes_does_not_keep_the_server_past_the_grace_p
         cut = stuck.result()
         problem(cut, 503)
         assert cut.headers.get("retry-after"), cut.headers
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_every_request_accepted_before_sigterm_completes_also_those_queued_behind_busy_threads(
+    fault_server: Callable[..., FaultServer], database_url: str, flavour: str
+) -> None:
+    # One thread per worker, six slow requests: at most two are being processed, the others wait their turn.
+    server = fault_server(flavour, database_url, {"APP_SERVER__THREADS": "1"})
+    names = [f"queued-{n}" for n in range(6)]
+    replies: dict[str, Reply | BaseException] = {}
+
+    def send(name: str) -> None:
+        try:
+            replies[name] = server.call("GET", "/health/live", headers={HOLD_HEADER: name})
+        except BaseException as exc:  # judged below
+            replies[name] = exc
+
+    senders = [threading.Thread(target=send, args=(name,), daemon=True) for name in names]
+    for sender in senders:
+        sender.start()
+
+    def held() -> set[str]:
+        return {event[1] for event in server.events() if event[0] == "held"}
+
+    # Every connection is the server's, none left in the kernel's accept queue, and the requests are in:
+    # under ASGI each reaches the middleware on the event loop (then waits for the one pool thread);
+    # under WSGI a worker owns the connection and serves it when a thread is free, stopping or not.
+    wait_for(
+        "six connections accepted and the requests in",
+        lambda: (
+            server_side_connections(server.port) >= len(names)
+            and listen_backlog(server.port) == 0
+            and len(held()) >= (len(names) if flavour == "asgi" else 1)
+        ),
+        detail=lambda: (server_side_connections(server.port), listen_backlog(server.port), sorted(held())),
+    )
+
+    signalled_at = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.wait_for_event("every worker received SIGTERM", "signal", "SIGTERM", count=WORKERS)
+    for name in names:
+        server.release(name)
+    for sender in senders:
+        sender.join(DEADLINE)
+    statuses = {name: getattr(reply, "status", reply) for name, reply in replies.items()}
+    assert statuses == dict.fromkeys(names, 200), statuses
+    assert held() == set(names)
+    wait_for_exit(server, signalled_at)
