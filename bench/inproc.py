@@ -17,12 +17,13 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import apps
-from bench.cases import Case, builtin_cases, default_plugins, installed_plugins
+from bench.cases import BENCH_SETTINGS, Case, builtin_cases, default_plugins, installed_plugins
 
 
 def wsgi_environ(case: Case) -> dict[str, Any]:
@@ -49,8 +50,17 @@ def wsgi_environ(case: Case) -> dict[str, Any]:
         "wsgi.run_once": False,
     }
     for name, value in case.request.headers:
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
+        key = name.upper().replace("-", "_")
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
     return environ
+
+
+def bodies(case: Case, number: int) -> list[bytes]:
+    """The body of each of ``number`` requests: a fresh record id in each when the case creates records."""
+    if case.request.fresh is None:
+        return [(case.request.body or "").encode()] * number
+    run = uuid.uuid4().hex[:12]
+    return [(case.request.with_fresh(f"{run}-{n}").body or "").encode() for n in range(number)]
 
 
 def wsgi_loop(app: Any, case: Case, number: int) -> float:
@@ -62,11 +72,12 @@ def wsgi_loop(app: Any, case: Case, number: int) -> float:
         return lambda data: None
 
     template = wsgi_environ(case)
-    body = (case.request.body or "").encode()
+    each = bodies(case, number)
     started = time.perf_counter()
-    for _ in range(number):
+    for body in each:
         environ = dict(template)
         environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
         for chunk in app(environ, start_response):
             del chunk
     elapsed = time.perf_counter() - started
@@ -96,7 +107,8 @@ def asgi_scope(case: Case) -> dict[str, Any]:
 
 
 async def _asgi_loop(app: Any, case: Case, number: int) -> float:
-    body = (case.request.body or "").encode()
+    each = bodies(case, number)
+    body = each[0]
     statuses: list[int] = []
 
     async def receive() -> dict[str, Any]:
@@ -108,8 +120,11 @@ async def _asgi_loop(app: Any, case: Case, number: int) -> float:
 
     scope = asgi_scope(case)
     started = time.perf_counter()
-    for _ in range(number):
-        await app(dict(scope), receive, send)
+    for body in each:
+        request = dict(scope)
+        if body:
+            request["headers"] = [*scope["headers"], (b"content-length", str(len(body)).encode())]
+        await app(request, receive, send)
     elapsed = time.perf_counter() - started
     if statuses[-1] != case.request.expect_status:
         raise RuntimeError(f"{case.name}: {statuses[-1]}")
@@ -133,15 +148,20 @@ async def _lifespan(app: Any, kind: str) -> None:
     task.cancel()
 
 
-def build(case: Case, flavour: str, workdir: Path) -> Any:
+def build(case: Case, flavour: str, workdir: Path, database_url: str | None = None) -> Any:
+    """The case's app, built as its server builds it (same settings, seeded database); ``database_url``: PostgreSQL."""
+    url = database_url or f"sqlite:///{workdir / 'bench.db'}"
+    os.environ.update(BENCH_SETTINGS)
     os.environ.update(
         APP_ENVIRONMENT="production",
-        APP_DATABASE__URL=f"sqlite:///{workdir / 'bench.db'}",
+        APP_DATABASE__URL=url,
         **{apps.APP_ENV: case.app, apps.PLUGINS_ENV: ",".join(case.plugins)},
     )
     if case.disable:
         os.environ["APP_PLUGINS__DISABLE"] = ",".join(case.disable)
     os.environ.update(case.env)
+    if case.setup:
+        apps.load_object(case.setup)(url)
     if case.app == "taskman":
         from taskman import create_app
 
@@ -151,10 +171,12 @@ def build(case: Case, flavour: str, workdir: Path) -> Any:
     return apps.factory(case.app)(flavour == "asgi")
 
 
-def measure(case: Case, flavour: str, number: int, repeat: int) -> list[float]:
+def measure(case: Case, flavour: str, number: int, repeat: int, database_url: str | None = None) -> list[float]:
     """Microseconds per request, one figure per repeat."""
+    if case.database == "postgresql" and database_url is None:
+        raise SystemExit(f"{case.name} needs --postgres-url (a database of its own: it is migrated and seeded)")
     with tempfile.TemporaryDirectory(prefix="taskman-inproc-") as folder:
-        app = build(case, flavour, Path(folder))
+        app = build(case, flavour, Path(folder), database_url if case.database == "postgresql" else None)
         if flavour == "wsgi":
             wsgi_loop(app, case, 100)
             return [wsgi_loop(app, case, number) / number * 1e6 for _ in range(repeat)]
@@ -172,11 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flavour", choices=("wsgi", "asgi"), default="wsgi")
     parser.add_argument("--number", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--postgres-url", help="the database of a PostgreSQL case (migrated and seeded; not dropped)")
     args = parser.parse_args(argv)
     cases = {c.name: c for c in builtin_cases(default_plugins(), installed_plugins())}
     # The app's log lines are part of the cost, but not of this output.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
-    figures = measure(cases[args.case], args.flavour, args.number, args.repeat)
+    figures = measure(cases[args.case], args.flavour, args.number, args.repeat, args.postgres_url)
     print(f"{args.flavour} {args.case}: {min(figures):.1f} us per request (best of {args.repeat})")
     return 0
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bench import apps, machine
 from bench.cases import (
-    ALWAYS_DISABLED,
+    BENCH_SETTINGS,
     FLAVOURS,
     QUICK_CASES,
     Case,
@@ -57,10 +57,16 @@ RATIO_TARGETS = (
     ("core", "bare", 0.97),
     ("tracker-get-sqlite", "rawdb-pk-sqlite", 0.7),
     ("tracker-get-postgres", "rawdb-pk-postgres", 0.7),
+    ("tracker-post-sqlite", "rawdb-post-sqlite", 0.5),
+    ("tracker-post-postgres", "rawdb-post-postgres", 0.5),
+    ("tracker-list-sqlite", "rawdb-list-sqlite", 0.5),
+    ("tracker-list-postgres", "rawdb-list-postgres", 0.5),
 )
 RSS_TARGET_MB = 80.0
 LOG_LINE_TARGET_US = 50.0
 STARTUP_TARGET_S = 1.5
+#: The rate limiter's cost per request with a full window over its cost with an almost empty one.
+RATELIMIT_GROWTH_TARGET = 1.5
 
 
 @dataclass(frozen=True)
@@ -109,14 +115,13 @@ def free_port() -> int:
 def base_env(workdir: Path, database_url: str) -> dict[str, str]:
     """This environment without ``APP_*`` settings or a shared metrics folder, in production mode.
 
-    The load generator sends no token and is one client: the tracker cases run
-    with anonymous calls allowed, and without the rate limiter (see
-    :data:`bench.cases.ALWAYS_DISABLED`).
+    The load generator sends no token and is one client: every case runs
+    :data:`bench.cases.BENCH_SETTINGS` (anonymous calls allowed, the rate
+    limiter counting at a rate one client never reaches).
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("APP_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(BENCH_SETTINGS)
     env.update(
-        APP_AUTH__ALLOW_ANONYMOUS="true",
-        APP_AUTH__ANONYMOUS_SCOPES="read,write",
         APP_ENVIRONMENT="production",
         APP_DATABASE__URL=database_url,
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
@@ -129,7 +134,7 @@ def case_env(case: Case, env: Mapping[str, str], workdir: Path) -> dict[str, str
     merged = dict(env)
     merged[apps.APP_ENV] = case.app
     merged[apps.PLUGINS_ENV] = ",".join(case.plugins)
-    merged["APP_PLUGINS__DISABLE"] = ",".join(dict.fromkeys([*case.disable, *ALWAYS_DISABLED]))
+    merged["APP_PLUGINS__DISABLE"] = ",".join(case.disable)
     runtime_dir = workdir / f"xdg-{case.name}"
     runtime_dir.mkdir(exist_ok=True, mode=0o700)
     # gunicorn may open a control socket there: never share one between servers.
@@ -374,6 +379,13 @@ def logging_micro() -> dict[str, float]:
     }
 
 
+def ratelimit_micro(redis_url: str | None) -> dict[str, Any]:
+    """µs per rate-limit decision: one client with a near-empty and a full window, 100 clients (memory, Redis)."""
+    from bench import ratelimit as ratelimit_bench
+
+    return ratelimit_bench.measure(redis_url)
+
+
 # -- reporting -------------------------------------------------------------------------
 
 
@@ -468,6 +480,15 @@ def targets(result: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "met": micro["line_us"] <= LOG_LINE_TARGET_US,
             }
         )
+    limiter = result.get("ratelimit")
+    if limiter:
+        checks.append(
+            {
+                "target": f"rate limit decision with 100,000 hits in the window <= {RATELIMIT_GROWTH_TARGET}x with 10",
+                "value": limiter["window_growth"],
+                "met": limiter["window_growth"] <= RATELIMIT_GROWTH_TARGET,
+            }
+        )
     for flavour, seconds in (result.get("startup") or {}).items():
         value = seconds["median"]
         checks.append(
@@ -523,7 +544,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Options]
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load per server before round 1")
     parser.add_argument("--connections", type=int, default=8, help="concurrent connections (default 8)")
     parser.add_argument("--load", choices=("auto", "wrk", "python"), default="auto", help="load generator")
-    parser.add_argument("--no-micro", action="store_true", help="skip the logging + redaction micro-benchmark")
+    parser.add_argument(
+        "--no-micro", action="store_true", help="skip the logging + redaction and rate limiter micro-benchmarks"
+    )
+    parser.add_argument(
+        "--redis-url",
+        help="a Redis for the rate limiter micro-benchmark (default: a private redis-server if installed)",
+    )
     parser.add_argument("--startup-runs", type=int, help="start-ups of taskman serve per flavour (default 3, 0 skips)")
     parser.add_argument("--log-to", choices=("file", "devnull"), default="file", help="where servers write logs")
     parser.add_argument("--output", type=Path, help="result file (default bench/results/<time>-<host>.json)")
@@ -629,6 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.micro:
             progress("bench: logging + redaction micro-benchmark")
             result["logging"] = logging_micro()
+            progress("bench: rate limiter micro-benchmark")
+            result["ratelimit"] = ratelimit_micro(args.redis_url)
         if options.startup_runs > 0:
             result["startup"] = {}
             for flavour in options.flavours:
@@ -646,6 +675,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{micro['request_us']:.1f} us per request (access middleware); "
             f"without redaction {micro['line_us_without_redaction']:.1f} / {micro['request_us_without_redaction']:.1f}"
         )
+    limiter = result.get("ratelimit")
+    if limiter:
+        window = ", ".join(f"{int(hits):,} hits {us:.1f} us" for hits, us in limiter["window_us"].items())
+        clients = ", ".join(
+            f"{storage} {'-' if us is None else f'{us:.1f} us'}" for storage, us in limiter["clients_us"].items()
+        )
+        print(f"rate limiter per decision: one client, {window}; 100 clients: {clients}")
     for flavour, seconds in (result.get("startup") or {}).items():
         runs = len(seconds["runs"])
         print(f"start-up to ready, taskman serve --{flavour}: {seconds['median']:.2f} s (median of {runs})")

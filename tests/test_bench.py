@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from taskman_plugins.ratelimit import parse_rate  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
 from bench import run
-from bench.cases import Case, Request, against, builtin_cases, disabling, runnable, select
+from bench.cases import BENCH_RATE, Case, Request, against, builtin_cases, disabling, runnable, select
 from bench.load import LoadError, LoadResult, parse_wrk, percentile, to_ms, wrk_script
 from bench.stats import alternating, median, median_ratio, round_ratios, summarize
 
@@ -191,17 +192,19 @@ def test_targets_and_comparison_read_the_report() -> None:
 # -- database cases (tracker and the raw-driver floor) ----------------------------------
 
 
-def test_database_cases_on_each_database_measure_against_the_raw_driver_floor() -> None:
+def test_database_cases_on_each_database_measure_against_a_raw_driver_floor_of_their_own() -> None:
     cases = {c.name: c for c in builtin_cases([*DEFAULTS, "tracker"], [*DEFAULTS, "tracker", "third_party"])}
     for suffix, database in (("sqlite", "sqlite"), ("postgres", "postgresql")):
-        floor = cases[f"rawdb-pk-{suffix}"]
-        assert floor.app == "rawdb" and floor.floor is None and floor.database == database
-        for kind in ("get", "post", "list"):
+        for kind, floor_name in (("get", "pk"), ("post", "post"), ("list", "list")):
+            floor = cases[f"rawdb-{floor_name}-{suffix}"]
+            assert floor.app == "rawdb" and floor.floor is None and floor.database == database
             case = cases[f"tracker-{kind}-{suffix}"]
-            assert case.app == "taskman" and case.floor == f"rawdb-pk-{suffix}" and case.database == database
+            assert case.app == "taskman" and case.floor == floor.name and case.database == database
+            assert case.request == floor.request  # the same request, answered by each
             assert case.requires == ("tracker",) and case.setup == "bench.seed:tasks"
             assert case.disable == ("third_party",)  # the default set, as in case "default"
-        assert cases[f"tracker-get-{suffix}"].request.path == floor.request.path == "/api/v1/tasks/T-5000"
+        assert cases[f"tracker-get-{suffix}"].request.path == "/api/v1/tasks/T-5000"
+        assert cases[f"tracker-get-{suffix}"].also_vs is None
         assert (
             cases[f"tracker-post-{suffix}"].also_vs
             == cases[f"tracker-list-{suffix}"].also_vs
@@ -214,11 +217,16 @@ def test_database_cases_are_picked_by_pattern_or_group_and_postgres_needs_a_url(
     cases = builtin_cases(DEFAULTS, [*DEFAULTS, "tracker"])
     by_pattern = {c.name for c in select(cases, ["tracker-get-*"])}
     assert by_pattern == {"tracker-get-sqlite", "tracker-get-postgres", "rawdb-pk-sqlite", "rawdb-pk-postgres"}
+    assert {c.name for c in select(cases, ["tracker-post-sqlite"])} == {
+        "tracker-post-sqlite",
+        "rawdb-post-sqlite",
+        "tracker-get-sqlite",
+    }
     by_group = select(cases, ["database"])
-    assert len(by_group) == 8 and {c.group for c in by_group} == {"database"}
+    assert len(by_group) == 12 and {c.group for c in by_group} == {"database"}
     assert select(cases, ["tracker-*", "rawdb-*"]) == by_group
     kept, notes = runnable(by_group, [*DEFAULTS, "tracker"], postgres=False)
-    assert {c.database for c in kept} == {"sqlite"} and len(notes) == 4
+    assert {c.database for c in kept} == {"sqlite"} and len(notes) == 6
     _, notes = runnable(by_group, DEFAULTS, postgres=True)
     assert notes[0] == "rawdb-pk-sqlite: skipped, plugin(s) tracker not installed"
 
@@ -271,6 +279,37 @@ def test_the_raw_floor_selects_one_row_per_thread_connection_as_json(tmp_path: p
         rawdb.selector("mysql://x")
 
 
+def test_the_raw_floors_insert_a_task_with_its_links_and_page_the_list_as_the_tracker_does(tmp_path: Path) -> None:
+    import base64
+    import sqlite3
+
+    from bench import rawdb
+
+    path = f"{tmp_path}/raw.db"
+    with sqlite3.connect(path) as conn:
+        columns = ", ".join(f"{name} TEXT" for name in rawdb.TASK_FIELDS if name != "id")
+        conn.execute(f"CREATE TABLE task (id TEXT PRIMARY KEY, {columns})")
+        conn.execute("CREATE TABLE task_label (task_id TEXT, label TEXT)")
+        conn.execute("CREATE TABLE task_assignee (task_id TEXT, assignee TEXT)")
+    db = rawdb.selector(f"sqlite:///{path}")
+    created = db.create({"id": "T-1", "title": "one", "project_id": "P-1", "labels": ["a"], "assignees": ["b", "c"]})
+    assert list(created) == list(rawdb.TASK_FIELDS)
+    assert created["status"] == "new" and created["priority"] == "p2" and created["labels"] == ["a"]
+    assert created["created_at"].endswith("Z") and created["version"] == 1
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM task_assignee WHERE task_id = 'T-1'").fetchone() == (2,)
+    with pytest.raises(sqlite3.IntegrityError):  # one transaction: nothing of a failed create stays
+        db.create({"id": "T-1", "title": "again", "project_id": "P-1"})
+    for n in range(2, 4):
+        db.create({"id": f"T-{n}", "title": str(n), "project_id": "P-1"})
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE task SET status = 'ready'")
+    items, cursor = db.page("P-1", "ready", 2)
+    assert [item["id"] for item in items] == ["T-1", "T-2"] and items[0]["assignees"] == ["b", "c"]
+    assert cursor is not None and json.loads(base64.urlsafe_b64decode(cursor + "=="))[1][1] == "T-2"
+    assert db.page("P-1", "ready", 3)[1] is None
+
+
 def test_scratch_database_and_database_targets() -> None:
     url = "postgresql://postgres:pw@127.0.0.1:54329/taskman_test?sslmode=disable"
     assert run.scratch_url(url, "bench_1") == "postgresql://postgres:pw@127.0.0.1:54329/bench_1?sslmode=disable"
@@ -293,7 +332,25 @@ def test_the_alive_routes_are_open_with_auth_enforced(make_client: object) -> No
     assert client.simulate_get("/alive/threaded").status_code == 200
 
 
-def test_no_bench_case_runs_the_rate_limiter(tmp_path: Path) -> None:
+def test_every_case_runs_the_rate_limiter_at_a_rate_one_client_never_reaches(tmp_path: Path) -> None:
     cases = builtin_cases(["auth", "ratelimit", "request_id"])
-    assert "only-ratelimit" not in {case.name for case in cases}
-    assert "ratelimit" in run.case_env(cases[0], {}, tmp_path)["APP_PLUGINS__DISABLE"].split(",")
+    assert "only-ratelimit" in {case.name for case in cases}
+    default = next(case for case in cases if case.name == "default")
+    env = run.case_env(default, run.base_env(tmp_path, "sqlite:///x.db"), tmp_path)
+    assert "ratelimit" not in env["APP_PLUGINS__DISABLE"].split(",")
+    assert env["APP_RATELIMIT__READS"] == env["APP_RATELIMIT__WRITES"] == BENCH_RATE
+    assert parse_rate(BENCH_RATE).amount >= 1_000_000  # a million requests an hour: more than any round sends
+
+
+def test_the_rate_limiter_micro_benchmark_reports_growth_and_clients() -> None:
+    from bench import ratelimit
+
+    assert ratelimit.window_cost(10, number=20, repeat=1) > 0
+    assert ratelimit.clients_cost("memory://", number=20, repeat=1) > 0
+    outcome = {
+        "options": {"flavours": []},
+        "cases": [],
+        "ratelimit": {"window_us": {"10": 5.0, "100000": 6.0}, "window_growth": 1.2},
+    }
+    met = {check["target"]: check["met"] for check in run.targets(outcome)}
+    assert met["rate limit decision with 100,000 hits in the window <= 1.5x with 10"] is True
