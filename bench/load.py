@@ -106,7 +106,8 @@ def wrk_script(request: Request, prefix: str | None = None) -> str | None:
     if request.body is not None and request.fresh is None:
         lines.append(f"wrk.body = {_lua_string(request.body)}")
     for name, value in request.headers:
-        lines.append(f"wrk.headers[{_lua_string(name)}] = {_lua_string(value)}")
+        # Spaces inside the index: Lua reads "[[[" as the start of a long string, not an index.
+        lines.append(f"wrk.headers[ {_lua_string(name)} ] = {_lua_string(value)}")
     if request.fresh is not None:
         token = request.fresh
         body = "nil" if request.body is None else _lua_concat(request.body, token)
@@ -149,7 +150,8 @@ def run_wrk(url: str, request: Request, *, duration: float, connections: int, th
             command += ["-s", str(path)]
         command.append(url + request.path)
         done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 30, check=False)
-    if done.returncode != 0:
+    # wrk reports a script it cannot load on stderr and then runs plain GETs, exiting 0: that is a failure too.
+    if done.returncode != 0 or done.stderr.strip():
         raise LoadError(f"{' '.join(command)} exited {done.returncode}: {done.stderr or done.stdout}")
     return parse_wrk(done.stdout)
 

@@ -76,7 +76,7 @@ def test_wrk_script_only_when_the_request_needs_one() -> None:
     assert script is not None
     assert "wrk.method = [[POST]]" in script
     assert 'wrk.body = [=[{"title": "]]"}]=]' in script  # the long bracket outlives "]]" in the body
-    assert "wrk.headers[[[Content-Type]]] = [[application/json]]" in script
+    assert "wrk.headers[ [[Content-Type]] ] = [[application/json]]" in script  # "[[[" would start a long string
 
 
 def test_nearest_rank_percentile() -> None:
