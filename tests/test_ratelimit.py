@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import sys
 import time
@@ -237,22 +238,26 @@ def test_the_async_path_counts_in_the_same_window() -> None:
     assert not limiter.decide("ip:192.0.2.1", "reads").allowed
 
 
-def test_the_reset_is_when_the_oldest_hit_leaves_the_moving_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr("limits.storage.memory.time", types.SimpleNamespace(time=lambda: now[0]))
-    limiter = RateLimiter({"reads": parse_rate("2/minute")}, MemoryBackend(), clock=lambda: now[0])
+def test_the_window_slides_with_two_counters_and_resets_when_one_more_fits() -> None:
+    """The count is this window's hits plus the previous window's, weighted by the share of it still in the period."""
+    now = [1210.0]  # 10 s into the window [1200, 1260)
+    limiter = RateLimiter({"reads": parse_rate("2/minute")}, MemoryBackend(clock=lambda: now[0]), clock=lambda: now[0])
 
-    first = limiter.decide("ip:192.0.2.1", "reads")
-    now[0] = 1010.0
-    second = limiter.decide("ip:192.0.2.1", "reads")
-    now[0] = 1030.0
-    refused = limiter.decide("ip:192.0.2.1", "reads")
-    now[0] = 1060.5  # the hit of t=1000 has left the window: one request fits again
-    again = limiter.decide("ip:192.0.2.1", "reads")
+    def decide_at(moment: float) -> Decision:
+        now[0] = moment
+        return limiter.decide("ip:192.0.2.1", "reads")
 
-    assert (first.reset_after, second.reset_after) == (60.0, 50.0)
-    assert (refused.allowed, refused.reset_after, refused.retry_after) == (False, 30.0, 30)
-    assert (again.allowed, again.remaining, again.reset_seconds) == (True, 0, 10)
+    first, second, refused = decide_at(1210.0), decide_at(1230.0), decide_at(1240.0)
+    # The window ends at 1260: its two hits then weigh what is left of the period, from 2 down to 0.
+    assert (first.remaining, first.reset_after) == (1, pytest.approx(50.0))
+    assert (second.remaining, second.reset_after) == (0, pytest.approx(30.0))
+    assert (refused.allowed, refused.reset_after, refused.retry_after) == (False, pytest.approx(20.0), 20)
+    again = decide_at(1260.5)  # the previous two weigh 2 * 59.5/60 = 1.98: one more fits
+    assert (again.allowed, again.remaining, again.reset_seconds) == (True, 0, 30)
+    over = decide_at(1261.0)  # 2 * 59/60 + 1 = 2.97: refused until the weighted share drops by one, at 1290
+    assert (over.allowed, over.reset_after, over.retry_after) == (False, pytest.approx(29.0), 29)
+    assert decide_at(1290.5).allowed  # 2 * 29.5/60 + 1 = 1.98
+    assert not decide_at(1291.0).allowed  # the period holds two again
 
 
 class FlakyBackend:
@@ -421,7 +426,9 @@ def test_retry_after_is_the_storage_window_not_a_constant(client_with: Client) -
     client.simulate_get("/probe")
     refused = client.simulate_get("/probe")
     assert refused.status_code == 429
-    assert 3600 - 300 < int(refused.headers["Retry-After"]) <= 3600
+    # A client's first window ends on the hour (in-process windows count from the epoch): one more fits then.
+    to_the_hour = 3600 - time.time() % 3600
+    assert abs(int(refused.headers["Retry-After"]) - math.ceil(to_the_hour)) <= 1
 
 
 def test_reads_and_writes_have_separate_budgets(client_with: Client) -> None:
@@ -624,3 +631,41 @@ def test_the_openapi_document_lists_429_on_limited_operations_only(client_with: 
     assert "429" in paths["/api/v1/tasks/{task_id}"]["get"]["responses"]
     assert "429" not in paths["/health/live"]["get"]["responses"]  # exempt
     assert "429" not in paths["/metrics"]["get"]["responses"]
+
+
+def test_the_in_process_counts_answer_as_limits_own_memory_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MemoryBackend is limits' sliding-window counter over its memory storage, at a fraction of the cost."""
+    import random
+
+    import limits.strategies
+    from limits.storage import storage_from_string
+
+    now = [10_000.0]
+    clock = types.SimpleNamespace(time=lambda: now[0])
+    monkeypatch.setattr("limits.storage.memory.time", clock)
+    monkeypatch.setattr("limits.strategies.time", clock)
+    reference = limits.strategies.SlidingWindowCounterRateLimiter(storage_from_string("memory://"))
+    ours = MemoryBackend(clock=lambda: now[0])
+    rates = [parse_rate("5/minute"), parse_rate("3/second"), parse_rate("20/10 seconds")]
+    steps = random.Random(14)
+    for _ in range(3000):
+        now[0] += steps.choice((0.0, 0.01, 0.3, 1.7, 9.5, 61.0, 130.0))
+        rate, key = steps.choice(rates), ("reads", steps.choice(("ip:192.0.2.1", "token:tm_1")))
+        if steps.random() < 0.2:
+            stats = reference.get_window_stats(rate, *key)
+            assert ours.peek(rate, *key) == (stats.remaining > 0, stats.remaining, stats.reset_time)
+        else:
+            allowed = reference.hit(rate, *key)
+            stats = reference.get_window_stats(rate, *key)
+            assert ours.hit(rate, *key) == (allowed, max(0, stats.remaining), stats.reset_time)
+
+
+def test_the_in_process_counts_forget_windows_that_ended() -> None:
+    now = [1000.0]
+    backend = MemoryBackend(clock=lambda: now[0])
+    rate = parse_rate("5/second")
+    for n in range(50):
+        backend.hit(rate, "reads", f"ip:192.0.2.{n}")
+    now[0] += 3600.0
+    assert backend.hit(rate, "reads", "ip:192.0.2.1").remaining == 4  # a new window, and the sweep ran
+    assert len(backend._windows) == 1

@@ -47,11 +47,22 @@ def group_of(method: str) -> str | None:
 
 def is_exempt(path: str, prefixes: Iterable[str]) -> bool:
     """Whether ``path`` is one of ``prefixes`` or below one (``/health`` covers ``/health/live``, not ``/healthz``)."""
-    for prefix in prefixes:
-        base = prefix.rstrip("/")
-        if path in (prefix, base) or path.startswith(base + "/"):
-            return True
-    return False
+    return ExemptPaths(prefixes)(path)
+
+
+class ExemptPaths:
+    """:func:`is_exempt` for a fixed set of prefixes, worked out once: a set lookup and one ``startswith``."""
+
+    __slots__ = ("exact", "subtrees")
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        prefixes = tuple(prefixes)
+        bases = tuple(prefix.rstrip("/") for prefix in prefixes)
+        self.exact = frozenset(prefixes) | frozenset(bases)
+        self.subtrees = tuple(base + "/" for base in bases)
+
+    def __call__(self, path: str) -> bool:
+        return path in self.exact or path.startswith(self.subtrees)
 
 
 def identity_of(principal: Any, remote_addr: str | None) -> str:

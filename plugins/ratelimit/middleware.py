@@ -21,12 +21,12 @@ from taskman import redact
 from .core import (
     AUTH_FAILURES,
     Decision,
+    ExemptPaths,
     FailureLog,
     RateLimiter,
     StorageUnavailableError,
     group_of,
     identity_of,
-    is_exempt,
 )
 from .settings import RateLimitSettings
 
@@ -39,6 +39,7 @@ class RateLimitMiddleware:
         self.limiter = limiter
         self.failure_log = failure_log
         self.exempt_paths = settings.exempt_paths
+        self._exempt = ExemptPaths(settings.exempt_paths)
         self.fail_closed = settings.storage_failure == "closed"
         self.storage = redact("storage_url", settings.storage_url)
         self.unavailable_retry_after = max(1, math.ceil(settings.storage_retry_interval))
@@ -46,7 +47,7 @@ class RateLimitMiddleware:
     def _subject(self, req: Any) -> tuple[str, str] | None:
         """``(identity, group)`` of a request that is counted, None for one that is not."""
         group = group_of(req.method)
-        if group is None or is_exempt(req.path, self.exempt_paths):
+        if group is None or self._exempt(req.path):
             return None
         return identity_of(getattr(req.context, "auth", None), req.remote_addr), group
 
