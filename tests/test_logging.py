@@ -657,3 +657,50 @@ def test_json_lines_are_the_bytes_structlog_s_renderer_writes() -> None:
     assert list(json.loads(line))[:4] == list(LEADING_KEYS)
     leading = {key: event[key] for key in LEADING_KEYS}
     assert line == structlog.processors.JSONRenderer()(None, "info", {**leading, **event})
+
+
+def test_the_fused_steps_fill_the_event_as_the_separate_processors_do() -> None:
+    from taskman_plugins.logging.pipeline import Enrich, StaticFields, add_logger_name, add_record_extras
+
+    static = (("app_name", "demo"), ("environment", "staging"))
+    logger = logging.getLogger("probe")
+    structlog.contextvars.bind_contextvars(request_id="rid-1", user="alice", gone="x")
+    structlog.contextvars.unbind_contextvars("gone")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("probe.stdlib", logging.WARNING, __file__, 1, "hello", (), None)
+    record.__dict__.update(method="GET", level="not mine")
+    try:
+        for method, event, foreign in (
+            ("info", {"event": "e", "user": "explicit", "level": "kept in place"}, False),
+            ("warn", {"event": "e", "exc_info": exc_info}, False),
+            ("exception", {"event": "e", "exc_info": True}, False),
+            ("warning", {"event": "hello", "_record": record}, True),
+        ):
+            expected: Any = dict(event)
+            steps: list[Any] = [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level]
+            steps += [add_logger_name, *([add_record_extras] if foreign else []), StaticFields(static)]
+            for step in [*steps, structlog.processors.format_exc_info]:
+                expected = step(logger, method, expected)
+            fused = Enrich(static, foreign=foreign)(logger, method, dict(event))
+            assert list(fused.items()) == list(expected.items())
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
+def test_the_clock_writes_what_structlog_s_iso_utc_timestamper_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime
+
+    from taskman_plugins.logging import pipeline
+
+    clock = pipeline.UtcClock()
+    for nanoseconds in (1_780_000_000_123_456_789, 1_780_000_000_000_000_000, 1_780_000_001_000_999_999):
+        monkeypatch.setattr(pipeline.time, "time_ns", lambda n=nanoseconds: n)
+        moment = datetime.datetime.fromtimestamp(nanoseconds // 1000 / 1e6, datetime.UTC)
+        assert clock() == moment.isoformat().replace("+00:00", "Z")
+    monkeypatch.undo()
+    stamped = pipeline.JsonLineRenderer(stamp=True)(None, "info", {"event": "e"})
+    assert_utc_iso(json.loads(stamped)["timestamp"])
+    assert list(json.loads(stamped)) == ["timestamp", "event"]

@@ -17,6 +17,12 @@ Processor order, for structlog's own events and stdlib records alike::
     TimeStamper              "timestamp": ISO 8601, UTC
     renderer                 JSON: JsonLineRenderer (leading keys first, JSONRenderer's bytes), one object a line;
                              console: escape_controls, then ConsoleRenderer (coloured on a terminal)
+
+Every line of every request goes through it, so the steps before the
+contributed processors run as one processor (:class:`Enrich`) and, for JSON,
+the timestamp and the rendering as another (:class:`JsonLineRenderer` with
+``stamp=True``): the same fields, in the same order, the same bytes, with
+a third of the calls.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from contextvars import copy_context
+from datetime import UTC, datetime
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Literal, TextIO
 
@@ -214,6 +223,78 @@ class StaticFields:
         return event_dict
 
 
+#: structlog's level names for logger methods whose name is not a level (``structlog.processors.add_log_level``).
+_LEVEL_OF_METHOD = {"warn": "warning", "exception": "error"}
+_STRUCTLOG_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
+_STRUCTLOG_PREFIX_LENGTH = len(_STRUCTLOG_PREFIX)
+_format_exc_info = structlog.processors.format_exc_info
+
+
+class Enrich:
+    """Steps 1 to 6 of the chain (see the module docstring) in one call, each exactly as its own processor does.
+
+    ``merge_contextvars``, ``add_log_level``, :func:`add_logger_name`,
+    :func:`add_record_extras` (``foreign``: for stdlib records),
+    :class:`StaticFields` and ``format_exc_info``: run once per line, one
+    call instead of six, the event dict filled in the same order.
+    """
+
+    __slots__ = ("foreign", "static")
+
+    def __init__(self, static: tuple[tuple[str, Any], ...], *, foreign: bool = False) -> None:
+        self.static = static
+        self.foreign = foreign
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Enrich) and (self.static, self.foreign) == (other.static, other.foreign)
+
+    def __hash__(self) -> int:
+        return hash((self.static, self.foreign))
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
+        context = copy_context()
+        for var in context:
+            name = var.name
+            if name.startswith(_STRUCTLOG_PREFIX):
+                value = context[var]
+                if value is not Ellipsis:
+                    event_dict.setdefault(name[_STRUCTLOG_PREFIX_LENGTH:], value)
+        event_dict["level"] = _LEVEL_OF_METHOD.get(method_name, method_name)
+        record = event_dict.get("_record")
+        event_dict["logger"] = record.name if record is not None else getattr(logger, "name", "taskman")
+        if self.foreign:
+            add_record_extras(logger, method_name, event_dict)
+        for key, value in self.static:
+            event_dict.setdefault(key, value)
+        if "exc_info" in event_dict:
+            return _format_exc_info(logger, method_name, event_dict)
+        return event_dict
+
+
+class UtcClock:
+    """``datetime.now(UTC).isoformat()`` with ``Z`` for ``+00:00``, as ``TimeStamper(fmt="iso", utc=True)`` writes it.
+
+    The date and time to the second are formatted once per second; each
+    call adds the microseconds (none when they are zero, as ``isoformat``
+    does).  One tuple holds the second and its text, so threads never pair
+    one second with another's text.
+    """
+
+    __slots__ = ("_second",)
+
+    def __init__(self) -> None:
+        self._second: tuple[int, str] = (-1, "")
+
+    def __call__(self) -> str:
+        seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+        second, text = self._second
+        if seconds != second:
+            text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (seconds, text)
+        micro = nanoseconds // 1000
+        return f"{text}.{micro:06d}Z" if micro else f"{text}Z"
+
+
 # -- configuration ---------------------------------------------------------------
 
 
@@ -276,43 +357,41 @@ class JsonLineRenderer:
     shared marker table would not be thread-safe): a cyclic value fails with
     ``RecursionError`` rather than ``ValueError``, and the redaction plugin
     cuts cycles before they get here.
+
+    ``stamp=True`` sets ``timestamp`` first, as ``TimeStamper(fmt="iso",
+    utc=True)`` right before it would (:class:`UtcClock`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, stamp: bool = False) -> None:
         fallback = structlog.processors._json_fallback_handler
         if c_make_encoder is not None:
             self._encode = c_make_encoder(None, fallback, encode_basestring_ascii, None, ": ", ", ", False, False, True)
         else:  # pragma: no cover - CPython always has the C encoder
             self._encode = json.JSONEncoder(default=fallback).iterencode
+        self._clock = UtcClock() if stamp else None
 
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> str:
+        if self._clock is not None:
+            event_dict["timestamp"] = self._clock()
         ordered = {key: event_dict.pop(key) for key in LEADING_KEYS if key in event_dict}
         ordered.update(event_dict)
         return "".join(self._encode(ordered, 0))
 
 
 def _renderers(format: Format, stream: TextIO | None) -> list[Processor]:
+    """What follows the contributed processors: the timestamp and the renderer."""
     if format == "json":
-        return [JsonLineRenderer()]
-    return [escape_controls, structlog.dev.ConsoleRenderer(colors=_wants_colors(stream))]
+        return [JsonLineRenderer(stamp=True)]
+    return [
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        escape_controls,
+        structlog.dev.ConsoleRenderer(colors=_wants_colors(stream)),
+    ]
 
 
 def build_processors(setup: LogSetup, *, foreign: bool) -> list[Processor]:
-    """The chain before the renderer (see the module docstring); ``foreign`` adds the stdlib extras step."""
-    chain: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        add_logger_name,
-    ]
-    if foreign:
-        chain.append(add_record_extras)
-    chain += [
-        StaticFields(setup.static),
-        structlog.processors.format_exc_info,
-        *setup.processors,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    return chain
+    """The chain before the timestamp and the renderer (see the module docstring); ``foreign``: for stdlib records."""
+    return [Enrich(setup.static, foreign=foreign), *setup.processors]
 
 
 def configure_logging(
