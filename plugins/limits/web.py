@@ -91,11 +91,13 @@ class LimitsMiddleware:
         if self._announced_length(req.get_header("Content-Length")) is None and self.max_body_bytes:
             # falcon builds req.stream lazily from these two (private)
             # attributes: bounding receive bounds every way of reading the body.
-            first_event = req._first_event or {}
-            already = len(first_event.get("body", b""))
+            first_event = req._first_event
+            already = len(first_event.get("body", b"")) if first_event else 0
             if already > self.max_body_bytes:
                 raise body_too_large(self.max_body_bytes)
-            req._receive = LimitedReceive(req._receive, self.max_body_bytes, body_too_large, already)
+            if first_event is None or first_event.get("more_body", False):
+                # Only a body still on its way needs counting: a GET's (whole, empty) body came with the head.
+                req._receive = LimitedReceive(req._receive, self.max_body_bytes, body_too_large, already)
 
 
 def time_limit(watchdog: Watchdog, seconds: float, retry_after: int) -> ResponderWrapper:
