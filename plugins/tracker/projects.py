@@ -12,7 +12,7 @@ from .errors import Conflict, counted, listed
 from .models import ActionList, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .records import Collection, not_before, require
 from .schemas import PROJECT, PROJECT_STATUSES
-from .store import Event, iso_date
+from .store import Event, iso_date, statement
 
 
 class Projects(Collection):
@@ -98,6 +98,10 @@ def health_event(project_id: str) -> Event:
 
 
 def status_counts(project_id: str) -> dict[str, int]:
-    query: Any = Task.select(Task.status, peewee.fn.COUNT(Task.id)).where(Task.project == project_id)
-    query = query.group_by(Task.status)
-    return {status: int(count) for status, count in query.tuples()}
+    """The project's tasks by status (every task write fires a health event that counts them)."""
+    database, sql = statement(
+        Task,
+        "status_counts",
+        lambda: Task.select(Task.status, peewee.fn.COUNT(Task.id)).where(Task.project == "").group_by(Task.status),
+    )
+    return {status: int(count) for status, count in database.execute_sql(sql, (project_id,)).fetchall()}

@@ -17,7 +17,19 @@ import peewee
 from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Problem
 from .listing import ListDefinition, Page, list_page
 from .schemas import Field, Resource
-from .store import Event, Store, check_version, get_or_404, read_rendered, render, require_possible_id, update_versioned
+from .store import (
+    Event,
+    Store,
+    by_id,
+    check_version,
+    exists,
+    get_or_404,
+    insert,
+    read_rendered,
+    render,
+    require_possible_id,
+    update_versioned,
+)
 from .validation import parse_date, parse_date_time
 
 
@@ -66,10 +78,10 @@ class Collection:
             self.check_create(values)
             now = self.store.clock()
             record_id = values.get("id")
-            if record_id is not None and self.model.get_or_none(self.model.id == record_id) is not None:
+            if record_id is not None and exists(self.model, record_id):
                 raise Conflict(f"{self.label.capitalize()} {record_id} already exists.")
             try:
-                record = self.model.create(**values, created_at=now, updated_at=now, version=1)
+                record = insert(self.model, {**values, "created_at": now, "updated_at": now, "version": 1})
             except peewee.IntegrityError:
                 # Lost a race with a concurrent create of the same id.
                 raise Conflict(f"{self.label.capitalize()} {record_id} already exists.") from None
@@ -171,11 +183,17 @@ def require(*problems: Problem | None) -> None:
         raise Invalid(found)
 
 
+def require_reference(model: Any, record_id: str, pointer: str, label: str) -> None:
+    """A 422 naming the field when the referenced record does not exist; its row is not read."""
+    if not exists(model, record_id):
+        raise Invalid([Problem(pointer, f"{label} {record_id} does not exist")])
+
+
 def reference(model: Any, record_id: str | None, pointer: str, label: str) -> Any:
     """The referenced record, or a 422 naming the field when it does not exist."""
     if record_id is None:
         return None
-    record = model.get_or_none(model.id == record_id)
+    record = by_id(model, record_id)
     if record is None:
         raise Invalid([Problem(pointer, f"{label} {record_id} does not exist")])
     return record

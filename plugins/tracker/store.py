@@ -6,7 +6,7 @@ import contextlib
 import datetime
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import peewee
@@ -15,6 +15,9 @@ from .errors import NotFound, PreconditionFailed
 from .schemas import Resource
 
 Event = tuple[str, dict[str, Any]]
+
+#: peewee's context manager turning driver errors into its own (``peewee.IntegrityError``...).
+_driver_errors: Any = getattr(peewee, "__exception_wrapper__")  # noqa: B009 - the type checker does not see it
 Emit = Callable[[str, Mapping[str, Any]], None]
 
 #: How often an update without ``If-Match`` re-reads and retries after losing a race.
@@ -127,6 +130,79 @@ def by_id(model: Any, record_id: str, *, for_update: bool = False) -> Any:
     sql, query = compiled
     cursor = target.execute_sql(sql, (record_id,))
     return next(iter(query._get_cursor_wrapper(cursor)), None)
+
+
+_STATEMENTS: dict[tuple[str, type], str] = {}
+
+
+def statement(model: Any, name: str, build: Callable[[], Any]) -> tuple[Any, str]:
+    """The database ``model`` works with now, and the SQL of the query ``build()`` makes, built once per dialect.
+
+    For queries whose only parameters are the values a caller passes:
+    peewee renders a query's SQL anew on every execution.
+    """
+    target = _database_of(model)
+    key = (name, type(target))
+    sql = _STATEMENTS.get(key)
+    if sql is None:
+        sql = _STATEMENTS[key] = build().sql()[0]
+    return target, sql
+
+
+_EXISTS: dict[tuple[Any, type], str] = {}
+
+
+def exists(model: Any, record_id: str) -> bool:
+    """Whether a ``model`` row has this id: ``SELECT id ... WHERE id = ?``, its SQL built once per model and dialect."""
+    target = _database_of(model)
+    key = (model, type(target))
+    sql = _EXISTS.get(key)
+    if sql is None:
+        sql = _EXISTS[key] = model.select(model.id).where(model.id == "").sql()[0]
+    return target.execute_sql(sql, (record_id,)).fetchone() is not None
+
+
+_INSERTS: dict[tuple[Any, type, tuple[str, ...]], tuple[str, tuple[Any, ...]]] = {}
+
+
+def insert(model: Any, values: Mapping[str, Any]) -> Any:
+    """``model.create(**values)``, with the INSERT's SQL built once per model, dialect and set of fields.
+
+    The row is what ``create`` inserts (the model's defaults, then
+    ``values``), each value converted by its field as peewee converts it;
+    the record comes back unchanged-marked, as ``create`` leaves it.
+    """
+    record = model(**values)
+    data = record.__data__
+    sql, converters = _insert_statement(model, tuple(data))
+    _database_of(model).execute_sql(
+        sql, tuple(convert(value) for convert, value in zip(converters, data.values(), strict=True))
+    )
+    record._dirty.clear()
+    return record
+
+
+def _insert_statement(model: Any, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...]]:
+    """``INSERT INTO <table> (<columns of names>) VALUES (...)`` and each field's converter, built once."""
+    target = _database_of(model)
+    key = (model, type(target), names)
+    compiled = _INSERTS.get(key)
+    if compiled is None:
+        fields = tuple(model._meta.fields[name] for name in names)
+        first, last = target.quote[0], target.quote[-1]  # the dialect's identifier quotes: '""' here
+        columns = ", ".join(f"{first}{field.column_name}{last}" for field in fields)
+        params = ", ".join([target.param] * len(fields))
+        sql = f"INSERT INTO {first}{model._meta.table_name}{last} ({columns}) VALUES ({params})"
+        compiled = _INSERTS[key] = (sql, tuple(field.db_value for field in fields))
+    return compiled
+
+
+def insert_rows(model: Any, names: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+    """``model.insert_many(...)`` of ``rows`` (values of the fields ``names``), one statement built once."""
+    sql, converters = _insert_statement(model, names)
+    converted = [tuple(convert(value) for convert, value in zip(converters, row, strict=True)) for row in rows]
+    with _driver_errors:  # peewee's translation of driver errors (IntegrityError...), as execute_sql does
+        _database_of(model).cursor().executemany(sql, converted)
 
 
 _READERS: dict[tuple[Any, type], tuple[str, tuple[tuple[str, Any, str | None], ...]]] = {}

@@ -10,9 +10,9 @@ from . import listing
 from .errors import Conflict, Invalid, Problem, listed
 from .models import Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .projects import health_event
-from .records import Collection, reference, require
+from .records import Collection, reference, require, require_reference
 from .schemas import TASK, TASK_PRIORITIES, TASK_STATUSES, id_pattern
-from .store import Event, rfc3339
+from .store import Event, insert_rows, rfc3339
 
 #: The earlier version's table, now applied on every path that changes a status (PATCH included).
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -77,7 +77,7 @@ class Tasks(Collection):
     def check_create(self, values: dict[str, Any]) -> None:
         if values["status"] != INITIAL:
             raise Invalid([Problem("/status", f"a task starts as {INITIAL}; move it with POST /tasks/{{id}}/status")])
-        reference(Project, values["project_id"], "/project_id", "project")
+        require_reference(Project, values["project_id"], "/project_id", "project")
         self._check_sprint(values["project_id"], values.get("sprint_id"))
         self._check_dependencies(values["id"], values.get("depends_on") or [])
 
@@ -190,7 +190,7 @@ class Tasks(Collection):
             if replace:
                 model.delete().where(model.task == task_id).execute()
             if values:
-                model.insert_many([{"task": task_id, column: value} for value in values]).execute()
+                insert_rows(model, ("task", column), [(task_id, value) for value in values])
 
     def before_delete(self, record: Task, cascade: bool, events: list[Event]) -> None:
         dependants = sorted(
