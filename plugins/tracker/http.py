@@ -187,7 +187,7 @@ def send_page(req: Any, resp: Any, collection: Collection, page: Page) -> None:
     send(
         resp,
         {
-            "items": [collection.render(row) for row in page.rows],
+            "items": collection.render_rows(page.rows),
             "next_cursor": page.next_cursor,
             "has_more": page.has_more,
         },

@@ -9,13 +9,13 @@ queues its events, which fire only once the transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import peewee
 
 from .errors import Conflict, Invalid, NotFound, PreconditionFailed, Problem
-from .listing import ListDefinition, Page, list_page
+from .listing import ListDefinition, Page, list_page, row_type
 from .schemas import Field, Resource
 from .store import (
     Event,
@@ -25,6 +25,7 @@ from .store import (
     exists,
     get_or_404,
     insert,
+    present,
     read_rendered,
     render,
     require_possible_id,
@@ -41,10 +42,17 @@ class Collection:
 
     #: The resource's fields by name, worked out once per collection class.
     _fields: ClassVar[dict[str, Field]]
+    #: Each field of the representation: its name, its place in a list's row and its format.
+    _row_plan: ClassVar[tuple[tuple[str, int, str | None], ...]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._fields = {f.name: f for f in cls.resource.fields}
+        names = row_type(cls.model)._fields
+        cls._row_plan = tuple(
+            (f.name, names.index(f.name if f.name in names else f.name.removesuffix("_id")), f.schema.get("format"))
+            for f in cls.resource.fields
+        )
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -68,6 +76,15 @@ class Collection:
 
     def render(self, record: Any) -> dict[str, Any]:
         return render(self.resource, record)
+
+    def render_rows(self, rows: Iterable[Any]) -> list[dict[str, Any]]:
+        """The representations of a page's rows (:func:`.listing.row_type` tuples), as :meth:`render` gives them."""
+        plan = self._row_plan
+        # present() only for the fields with a format: a call per value is a third of the cost of a page.
+        return [
+            {name: row[index] if fmt is None else present(row[index], fmt) for name, index, fmt in plan}
+            for row in rows
+        ]
 
     # -- writing ----------------------------------------------------------------
 

@@ -205,6 +205,48 @@ def insert_rows(model: Any, names: tuple[str, ...], rows: Iterable[tuple[Any, ..
         _database_of(model).cursor().executemany(sql, converted)
 
 
+def python_value(field: Any) -> Callable[[Any], Any]:
+    """``field.python_value``, with the text of a date or date-time read by ``fromisoformat`` straight away.
+
+    peewee tries ``fromisoformat`` too, after rewriting the text, and
+    ``strptime`` with each of its formats when that fails: the fallback here.
+    A page of 50 tasks holds 200 date-times.
+    """
+    slow = field.python_value
+    if isinstance(field, peewee.DateTimeField):
+        parse: Callable[[str], Any] = datetime.datetime.fromisoformat
+    elif isinstance(field, peewee.DateField):
+        parse = datetime.date.fromisoformat
+    else:
+        return slow  # type: ignore[no-any-return]
+
+    def convert(value: Any) -> Any:
+        if type(value) is str:
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+        return slow(value)
+
+    return convert
+
+
+def converters_of(model: Any) -> tuple[Callable[[Any], Any], ...]:
+    """:func:`python_value` of each field of ``model``, in the order ``model.select()`` selects them."""
+    converters: tuple[Callable[[Any], Any], ...] | None = _CONVERTERS.get(model)
+    if converters is None:
+        converters = _CONVERTERS[model] = tuple(python_value(field) for field in model._meta.sorted_fields)
+    return converters
+
+
+_CONVERTERS: dict[Any, tuple[Callable[[Any], Any], ...]] = {}
+
+
+def database_of(model: Any) -> Any:
+    """The database ``model`` works with now (the one behind the core's proxy)."""
+    return _database_of(model)
+
+
 _READERS: dict[tuple[Any, type], tuple[str, tuple[tuple[str, Any, str | None], ...]]] = {}
 
 
@@ -223,7 +265,7 @@ def read_rendered(resource: Resource, model: Any, record_id: str) -> dict[str, A
         fields = [model._meta.combined[f.name] for f in resource.fields]
         sql, _ = model.select(*fields).where(model.id == "").sql()
         plan = tuple(
-            (f.name, field.python_value, f.schema.get("format"))
+            (f.name, python_value(field), f.schema.get("format"))
             for f, field in zip(resource.fields, fields, strict=True)
         )
         reader = _READERS[key] = (sql, plan)
