@@ -23,6 +23,8 @@ from typing import Any
 
 import falcon
 import falcon.asgi
+import falcon.media
+import orjson
 
 from taskman import errors
 from taskman.asgi_adapters import RESPONDER_PREFIX, adapt_resource, is_nonblocking
@@ -202,6 +204,26 @@ async def _send_cut_off(send: Any, retry_after: int) -> bool:
     return True
 
 
+#: Types orjson would write on its own that the stdlib's encoder refuses (a responder sending one gets the 500
+#: it always got); keys that are not strings are written as the stdlib writes them.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def dump_json(media: Any) -> bytes:
+    """A response's media as JSON, with orjson: an order of magnitude faster than ``json.dumps`` on a page of records.
+
+    The bytes differ from ``json.dumps`` only in whitespace (none), in
+    floats over 1e16 (``1e16``, not ``1e+16``) and in NaN and infinities
+    (``null``, where ``json.dumps`` writes tokens JSON does not have).  What
+    orjson cannot write (an integer over 64 bits, a type it leaves to the
+    caller) goes to ``json.dumps`` as before.
+    """
+    try:
+        return orjson.dumps(media, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(media, ensure_ascii=False).encode()
+
+
 def _route_key(template: str) -> str:
     return re.sub(r"\{[^}]*\}", "{}", template.rstrip("/") or "/")
 
@@ -325,6 +347,7 @@ def create_app(config: Config | None = None, *, asgi: bool = False, plugins: Ite
         runtime.app = app
         runtime.pipeline = pipeline
         errors.install(app, asgi=asgi, retry_after=config.database.retry_after, unavailable=UNAVAILABLE_ERRORS)
+        app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=dump_json)
         # Events wait for the responder to return (outermost), outside any time limit a plugin adds.
         wrappers = [functools.partial(deferring_events, runtime)]
         wrappers += [wrapper for _, wrapper in registry.responder_wrappers(config)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import datetime
 import json
 import threading
 from collections.abc import Callable
@@ -351,3 +352,13 @@ def test_a_wrapper_that_is_not_callable_names_its_plugin(make_config: Any) -> No
 
     with pytest.raises(PluginError, match="broken_wrapper"):
         taskman.create_app(make_config(plugins=(Broken(),)), plugins=(Broken(),))
+
+
+def test_json_responses_are_written_by_orjson_with_the_stdlib_as_fallback() -> None:
+    from taskman.app import dump_json
+
+    media = {"id": "T-1", "n": 3, "x": 1.5, "when": None, "caf\u00e9": ["\u2603"], 7: True}
+    assert json.loads(dump_json(media)) == json.loads(json.dumps(media, ensure_ascii=False))
+    assert dump_json({"big": 2**70}) == json.dumps({"big": 2**70}).encode()  # past 64 bits: json.dumps writes it
+    with pytest.raises(TypeError):  # a type JSON has no form for stays a 500, as with json.dumps
+        dump_json({"at": datetime.datetime(2026, 1, 1)})
