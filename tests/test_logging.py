@@ -704,3 +704,50 @@ def test_the_clock_writes_what_structlog_s_iso_utc_timestamper_writes(monkeypatc
     stamped = pipeline.JsonLineRenderer(stamp=True)(None, "info", {"event": "e"})
     assert_utc_iso(json.loads(stamped)["timestamp"])
     assert list(json.loads(stamped)) == ["timestamp", "event"]
+
+
+def test_an_event_writer_writes_what_the_configured_logger_writes(stream: io.StringIO) -> None:
+    from taskman_plugins.logging.pipeline import event_writer
+
+    write = event_writer("demo.part")
+    configure_logging(format="json", static={"app_name": "demo", "environment": "staging"}, stream=stream)
+    structlog.contextvars.bind_contextvars(request_id="rid-9")
+    try:
+        structlog.get_logger("demo.part").info("hello", answer=42, secret_token="s3")
+        write({"answer": 42, "secret_token": "s3", "event": "hello"})
+    finally:
+        structlog.contextvars.clear_contextvars()
+    by_logger, direct = json_lines(stream.getvalue())
+    assert list(direct) == list(by_logger)
+    assert {k: v for k, v in direct.items() if k != "timestamp"} == {
+        k: v for k, v in by_logger.items() if k != "timestamp"
+    }
+    configure_logging(format="json", level="warning", stream=stream)  # the level in force is read per line
+    write({"event": "quiet"})
+    assert "quiet" not in stream.getvalue()
+
+
+def test_an_event_writer_before_logging_is_configured_uses_structlog_s_logger(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from taskman_plugins.logging.pipeline import event_writer
+
+    event_writer("demo.early")({"event": "early", "n": 1})
+    assert "early" in capsys.readouterr().out  # structlog's default logger prints to stdout
+
+
+def test_the_log_context_is_restored_to_what_the_request_found() -> None:
+    from contextvars import copy_context
+
+    from taskman_plugins.logging.middleware import restore_log_context
+
+    structlog.contextvars.bind_contextvars(outer="kept", shadowed="outer value")
+    try:
+        before = copy_context()
+        structlog.contextvars.bind_contextvars(shadowed="request value", during="gone afterwards")
+        restore_log_context(before)
+        assert structlog.contextvars.get_contextvars() == {"outer": "kept", "shadowed": "outer value"}
+        restore_log_context(None)  # no start seen: nothing stays bound
+        assert structlog.contextvars.get_contextvars() == {}
+    finally:
+        structlog.contextvars.clear_contextvars()

@@ -8,14 +8,17 @@ neither flavour pays for an adapter.
 from __future__ import annotations
 
 import time
+from contextvars import Context, copy_context
 from typing import Any
 
 import structlog
 
+from .pipeline import event_writer
+
 #: The ``route`` of a request that matched no route (never the raw path: it may carry data).
 UNMATCHED_ROUTE = "<unmatched>"
 ACCESS_LOGGER = "taskman.access"
-_NOT_STARTED: tuple[None, dict[str, Any]] = (None, {})
+_NOT_STARTED: tuple[None, None] = (None, None)
 
 
 def access_fields(
@@ -44,22 +47,37 @@ def access_fields(
     return fields
 
 
+_STRUCTLOG_PREFIX = structlog.contextvars.STRUCTLOG_KEY_PREFIX
+
+
+def restore_log_context(before: Context | None) -> None:
+    """Set structlog's context variables back to their values in ``before`` (all unbound when None).
+
+    One pass over the context: nothing bound while a request was served
+    outlives it, and what was bound around it is kept.
+    """
+    for var, value in copy_context().items():
+        if var.name.startswith(_STRUCTLOG_PREFIX):
+            old = Ellipsis if before is None else before.get(var, Ellipsis)
+            if value is not old:
+                var.set(old)
+
+
 class AccessLogMiddleware:
     """Outermost middleware: times the request, logs ``request_completed``, restores the log context."""
 
     def __init__(self) -> None:
-        # Built with the app, i.e. after taskman_configure.  ``bind()`` resolves
-        # structlog's lazy proxy now, so a request does not pay for it; the
-        # bound logger shares the pipeline's processor list and output, which
-        # configure_logging updates in place.
-        self.log = structlog.get_logger(ACCESS_LOGGER).bind()
+        # Built with the app, i.e. after taskman_configure: the line goes through the pipeline's
+        # processors and output directly (event_writer), without a bound logger around them.
+        self.write = event_writer(ACCESS_LOGGER)
 
     def process_request(self, req: Any, resp: Any) -> None:
-        req.context.taskman_log = (time.perf_counter(), structlog.contextvars.get_contextvars())
+        # The context as the request found it: copying it costs nothing (contexts are immutable maps).
+        req.context.taskman_log = (time.perf_counter(), copy_context())
 
     def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         context = req.context
-        started, outer_context = getattr(context, "taskman_log", _NOT_STARTED)
+        started, before = getattr(context, "taskman_log", _NOT_STARTED)
         duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
         request_id = getattr(context, "request_id", None)
         # access_fields() inlined: this runs once per request.
@@ -74,11 +92,10 @@ class AccessLogMiddleware:
         }
         if request_id:
             fields["request_id"] = request_id
-        self.log.info("request_completed", **fields)
+        fields["event"] = "request_completed"  # last, where structlog's logger methods put it
+        self.write(fields)
         # Nothing bound during the request outlives it.
-        structlog.contextvars.clear_contextvars()
-        if outer_context:
-            structlog.contextvars.bind_contextvars(**outer_context)
+        restore_log_context(before)
 
     async def process_request_async(self, req: Any, resp: Any) -> None:
         self.process_request(req, resp)

@@ -450,6 +450,42 @@ def configure_logging(
         return True
 
 
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def event_writer(name: str, method: str = "info") -> Callable[[dict[str, Any]], None]:
+    """``structlog.get_logger(name).<method>(**event)`` for an event dict the caller built, once logging is configured.
+
+    The same processors (the list structlog was configured with, followed
+    in place as it changes), the same output and ``DropEvent`` handling; the
+    level in force is read at each call.  What it saves is the bound
+    logger's work around them: two copies of the keyword arguments and one
+    of its context per line, a fifth of the cost of an access line.  Before
+    :func:`configure_logging` ran, events go to structlog's own logger.
+    """
+    logger = LineLogger(_output, name)
+    level = _LEVELS[method]
+    fallback = getattr(structlog.get_logger(name), method)
+
+    def write(event_dict: dict[str, Any]) -> None:
+        setup = _current
+        if setup is None:
+            event = event_dict.pop("event", None)
+            fallback(event, **event_dict)
+            return
+        if level < setup.level:
+            return
+        result: Any = event_dict
+        try:
+            for processor in _processors:
+                result = processor(logger, method, result)
+        except structlog.DropEvent:
+            return
+        logger.msg(result)
+
+    return write
+
+
 def adopt_server_loggers() -> None:
     """Send uvicorn's and gunicorn's own lines to the root handler; silence their access loggers."""
     for name in SERVER_LOGGERS:
