@@ -82,8 +82,7 @@ class Collection:
         plan = self._row_plan
         # present() only for the fields with a format: a call per value is a third of the cost of a page.
         return [
-            {name: row[index] if fmt is None else present(row[index], fmt) for name, index, fmt in plan}
-            for row in rows
+            {name: row[index] if fmt is None else present(row[index], fmt) for name, index, fmt in plan} for row in rows
         ]
 
     # -- writing ----------------------------------------------------------------
