@@ -39,7 +39,9 @@ from .validation import Schema, parse_json
 
 JSON_TYPES = ("application/json",)
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/json")
-_ETAG_VERSION = re.compile(r'(?:W/)?"([0-9]{1,18})"')
+#: A tag of this API: the record's version in quotes.  ``If-Match`` compares strongly (RFC 9110 section
+#: 13.1.1), so a weak tag (``W/"3"``) never matches there; ``If-None-Match`` compares weakly.
+_ETAG_VERSION = re.compile(r'"([0-9]{1,18})"')
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
@@ -140,13 +142,22 @@ def checked_id(collection: Collection, record_id: str) -> str:
     return record_id
 
 
-def versions(header: str | None) -> frozenset[int] | None:
-    """The versions an ``If-Match`` header names; None when absent or ``*`` (any current version)."""
+def versions(header: str | None, *, weak: bool = False) -> frozenset[int] | None:
+    """The versions an ``If-Match`` header names; None when absent or ``*`` (any current version).
+
+    ``If-Match`` uses the strong comparison (RFC 9110 section 13.1.1): a weak
+    tag names no version, so ``If-Match: W/"3"`` fails like a stale tag
+    does.  ``weak=True`` is the weak comparison ``If-None-Match`` uses, where
+    ``W/"3"`` and ``"3"`` both name version 3.
+    """
     if header is None or header.strip() == "*":
         return None
     found = set()
     for tag in header.split(","):
-        match = _ETAG_VERSION.fullmatch(tag.strip())
+        tag = tag.strip()
+        if weak:
+            tag = tag.removeprefix("W/")
+        match = _ETAG_VERSION.fullmatch(tag)
         if match:
             found.add(int(match.group(1)))
     return frozenset(found)
@@ -274,7 +285,7 @@ class ItemResource:
         record = self.collection.read(record_id)
         if_none_match = req.get_header("If-None-Match")
         if if_none_match is not None:
-            named = versions(if_none_match)
+            named = versions(if_none_match, weak=True)
             if named is None or record["version"] in named:
                 resp.status = 304
                 resp.set_header("ETag", etag(record["version"]))

@@ -278,7 +278,10 @@ def test_if_match_guards_patch_delete_and_status(api: Api) -> None:
     assert stale.json["current_version"] == 2 and stale.headers["etag"] == '"2"'
     assert api.post("/tasks/T-1/status", {"status": "ready"}, headers={"If-Match": '"1"'}).status_code == 412
     assert api.delete("/tasks/T-1", headers={"If-Match": '"1"'}).status_code == 412
-    assert api.patch("/tasks/T-1", {"owner": "c"}, headers={"If-Match": 'W/"2", "9"'}).status_code == 200
+    # If-Match compares strongly (RFC 9110 section 13.1.1): a weak tag never matches, even the current version's.
+    weak = api.patch("/tasks/T-1", {"owner": "c"}, headers={"If-Match": 'W/"2"'})
+    assert weak.status_code == 412 and weak.json["current_version"] == 2
+    assert api.patch("/tasks/T-1", {"owner": "c"}, headers={"If-Match": 'W/"2", "2", "9"'}).status_code == 200
     assert api.patch("/tasks/T-1", {"owner": "d"}, headers={"If-Match": "*"}).status_code == 200
     assert api.delete("/tasks/T-1", headers={"If-Match": '"4"'}).status_code == 204
 
@@ -289,6 +292,21 @@ def test_if_none_match_gives_304(api: Api) -> None:
     result = api.get("/tasks/T-1", headers={"If-None-Match": '"1"'})
     assert result.status_code == 304 and result.headers["etag"] == '"1"' and result.text == ""
     assert api.get("/tasks/T-1", headers={"If-None-Match": '"2"'}).status_code == 200
+    # If-None-Match compares weakly.
+    assert api.get("/tasks/T-1", headers={"If-None-Match": 'W/"1"'}).status_code == 304
+
+
+def test_etags_stay_strong_and_work_through_compression(api: Api) -> None:
+    api.project()
+    api.task(description="words " * 500)  # well above the compression threshold
+    first = api.get("/tasks/T-1", headers={"Accept-Encoding": "gzip"})
+    assert first.headers["content-encoding"] == "gzip" and first.headers["etag"] == '"1"'
+    tag = first.headers["etag"]
+    again = api.get("/tasks/T-1", headers={"Accept-Encoding": "gzip", "If-None-Match": tag})
+    assert again.status_code == 304 and again.headers["etag"] == tag
+    changed = api.patch("/tasks/T-1", {"owner": "a"}, headers={"Accept-Encoding": "gzip", "If-Match": tag})
+    assert changed.status_code == 200 and changed.headers["etag"] == '"2"'
+    assert api.patch("/tasks/T-1", {"owner": "b"}, headers={"If-Match": 'W/"2"'}).status_code == 412
 
 
 def test_unknown_query_parameters_are_refused_on_item_routes(api: Api) -> None:
