@@ -48,6 +48,7 @@ class ActionLists(Collection):
         sortable={
             "created_at": listing.Sortable(ActionList.created_at, "datetime"),
             "updated_at": listing.Sortable(ActionList.updated_at, "datetime"),
+            "completed_at": listing.Sortable(ActionList.completed_at, "datetime", nullable=True),
             "due_date": listing.Sortable(ActionList.due_date, "date", nullable=True),
             "title": listing.Sortable(ActionList.title, "text"),
             "id": listing.Sortable(ActionList.id, "text"),

@@ -195,14 +195,14 @@ def send(resp: Any, body: Mapping[str, Any], status: int = 200, *, location: str
 
 
 def send_page(req: Any, resp: Any, collection: Collection, page: Page) -> None:
-    send(
-        resp,
-        {
-            "items": [collection.render(row) for row in page.rows],
-            "next_cursor": page.next_cursor,
-            "has_more": page.has_more,
-        },
-    )
+    body: dict[str, Any] = {
+        "items": [collection.render(row) for row in page.rows],
+        "next_cursor": page.next_cursor,
+        "has_more": page.has_more,
+    }
+    if page.total is not None:
+        body["total"] = page.total
+    send(resp, body)
     if page.next_cursor:
         params = {k: v for k, v in req.params.items() if k != "cursor"}
         params["cursor"] = page.next_cursor

@@ -93,6 +93,12 @@ def _query_params(definition: listing.ListDefinition) -> list[dict[str, Any]]:
             "schema": {"type": "string"},
             "description": "Comma list of " + ", ".join(sort_keys) + "; prefix - for descending.",
         },
+        {
+            "name": "count",
+            "in": "query",
+            "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+            "description": "true: add total, the number of rows matching the filters (costs a count of them all).",
+        },
     ]
     for name in sorted(definition.filters):
         params.append({"name": name, "in": "query", "schema": {"type": "string"}})
@@ -106,6 +112,11 @@ def _page_schema(name: str) -> dict[str, Any]:
             "items": {"type": "array", "items": _ref(name)},
             "next_cursor": {"type": ["string", "null"]},
             "has_more": {"type": "boolean"},
+            "total": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Rows matching the filters (every page of the walk); only with count=true.",
+            },
         },
         "required": ["items", "next_cursor", "has_more"],
     }

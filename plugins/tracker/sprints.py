@@ -41,6 +41,7 @@ class Sprints(Collection):
         },
         sortable={
             "created_at": listing.Sortable(Sprint.created_at, "datetime"),
+            "updated_at": listing.Sortable(Sprint.updated_at, "datetime"),
             "start_date": listing.Sortable(Sprint.start_date, "date"),
             "end_date": listing.Sortable(Sprint.end_date, "date"),
             "name": listing.Sortable(Sprint.name, "text"),

@@ -55,6 +55,7 @@ def _task_listing() -> listing.ListDefinition:
         sortable={
             "created_at": listing.Sortable(Task.created_at, "datetime"),
             "updated_at": listing.Sortable(Task.updated_at, "datetime"),
+            "completed_at": listing.Sortable(Task.completed_at, "datetime", nullable=True),
             "due_at": listing.Sortable(Task.due_at, "datetime", nullable=True),
             "priority": listing.Sortable(Task.priority, "text"),
             "status": listing.Sortable(Task.status, "text"),
