@@ -26,13 +26,13 @@ from .store import Store
 from .tasks import Tasks
 
 PREFIX = "/api/v1"
-_NO_TTL = datetime.timedelta(0)
 
 
-def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
-    """Every tracker route; also used by :mod:`.openapi` to document them."""
-    once = http.Idempotency(ttl)
-    projects, sprints, tasks, lists = Projects(store), Sprints(store), Tasks(store), ActionLists(store)
+def routes(store: Store, settings: TrackerSettings) -> list[tuple[str, object]]:
+    """Every tracker route, with the app's settings."""
+    once = http.Idempotency(datetime.timedelta(hours=settings.idempotency_ttl_hours))
+    tasks = Tasks(store, settings.transition_table())
+    projects, sprints, lists = Projects(store), Sprints(store), ActionLists(store)
     p, s, t, a = (f"{PREFIX}/{name}" for name in ("projects", "sprints", "tasks", "action-lists"))
     return [
         (p, http.CollectionResource(projects, p, once)),
@@ -94,9 +94,8 @@ def taskman_migrations() -> Path:
 
 @hookimpl
 def taskman_routes(runtime: taskman.Runtime) -> list[tuple[str, object]]:
-    ttl = datetime.timedelta(hours=runtime.settings(TrackerSettings).idempotency_ttl_hours)
     # Models bind to taskman.database, which is this app's database whenever this app serves.
-    return routes(Store(taskman.database, runtime.fire_event), ttl)
+    return routes(Store(taskman.database, runtime.fire_event), runtime.settings(TrackerSettings))
 
 
 @hookimpl
@@ -107,4 +106,5 @@ def taskman_openapi() -> dict[str, Any]:
 @hookimpl
 def taskman_access(runtime: taskman.Runtime) -> dict[str, str]:
     """For the auth plugin: reading needs the ``read`` scope, changing anything ``write``."""
-    return {template: "by-method" for template, _ in routes(Store(taskman.database, runtime.fire_event), _NO_TTL)}
+    store = Store(taskman.database, runtime.fire_event)
+    return {template: "by-method" for template, _ in routes(store, runtime.settings(TrackerSettings))}

@@ -14,7 +14,7 @@ from .models import ActionList, Project, Sprint, Task
 from .records import Collection, not_before, reference, require, sum_points
 from .schemas import SPRINT, SPRINT_STATUSES, id_pattern
 from .store import Event, check_version, update_versioned
-from .tasks import TERMINAL
+from .workflow import FINISHED
 
 #: A sprint is a short iteration: a year is already far longer than any cadence.
 MAX_SPRINT_DAYS = 366
@@ -133,7 +133,7 @@ class Sprints(Collection):
             now = self.store.clock()
             moved = []
             for task in tasks:
-                if task.status not in TERMINAL:
+                if task.status not in FINISHED:
                     update_versioned(Task, task, {"sprint_id": target}, now)
                     moved.append(task.id)
                     events.append(

@@ -12,27 +12,22 @@ from .models import Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLab
 from .projects import health_event
 from .records import Collection, reference, require
 from .schemas import TASK, TASK_PRIORITIES, TASK_STATUSES, id_pattern
-from .store import Event, rfc3339
+from .store import Event, Store, rfc3339
+from .workflow import DEFAULT_TRANSITIONS, INITIAL, Table, parse_transitions, terminal
 
-#: The earlier version's table, now applied on every path that changes a status (PATCH included).
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "new": ("ready", "dropped"),
-    "ready": ("in_progress", "dropped"),
-    "in_progress": ("blocked", "review", "done", "dropped"),
-    "blocked": ("in_progress", "dropped"),
-    "review": ("in_progress", "done", "dropped"),
-    "done": (),
-    "dropped": (),
-}
-TERMINAL = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
-INITIAL = "new"
+#: The default table (the earlier version's), applied on every path that changes a status (PATCH included);
+#: ``[tracker] transitions`` replaces it.
+TRANSITIONS: dict[str, tuple[str, ...]] = parse_transitions(DEFAULT_TRANSITIONS)
+TERMINAL = terminal(TRANSITIONS)
+
+__all__ = ["INITIAL", "TERMINAL", "TRANSITIONS", "Tasks", "status_events", "transition_problem"]
 
 
-def transition_problem(current: str, wanted: str) -> Problem | None:
-    """None if ``current -> wanted`` is allowed, else the problem naming the allowed moves."""
-    if wanted == current or wanted in TRANSITIONS[current]:
+def transition_problem(current: str, wanted: str, table: Table = TRANSITIONS) -> Problem | None:
+    """None if ``current -> wanted`` is allowed by ``table``, else the problem naming the allowed moves."""
+    if wanted == current or wanted in table[current]:
         return None
-    allowed = ", ".join(TRANSITIONS[current]) or "none (it is terminal)"
+    allowed = ", ".join(table[current]) or "none (it is terminal)"
     return Problem("/status", f"cannot move from {current} to {wanted}; allowed from {current}: {allowed}")
 
 
@@ -73,6 +68,10 @@ class Tasks(Collection):
     label = "task"
     listing = _task_listing()
 
+    def __init__(self, store: Store, transitions: Table = TRANSITIONS) -> None:
+        super().__init__(store)
+        self.transitions = transitions
+
     # -- rules ------------------------------------------------------------------
 
     def check_create(self, values: dict[str, Any]) -> None:
@@ -84,10 +83,12 @@ class Tasks(Collection):
 
     def check_changes(self, record: Task, changes: dict[str, Any]) -> dict[str, Any]:
         if "status" in changes:
-            require(transition_problem(record.status, changes["status"]))
+            require(transition_problem(record.status, changes["status"], self.transitions))
             if changes["status"] == "done":
                 self._check_dependencies_done(record.id, changes.get("depends_on", record.depends_on))
                 changes["completed_at"] = self.store.clock()
+            elif record.status == "done":
+                changes["completed_at"] = None  # reopened, where the workflow allows it
         if "sprint_id" in changes:
             if record.sprint_id is not None and self._sprint_status(record.sprint_id) == "closed":
                 raise Conflict(f"Task {record.id} belongs to closed sprint {record.sprint_id}; it cannot move out.")

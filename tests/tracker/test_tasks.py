@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
+import falcon.testing
 import pytest
 from taskman_plugins.tracker.tasks import TRANSITIONS
 
+from tests.sample_plugins import LifecyclePlugin
 from tests.tracker.conftest import Api, problem_pointers
 
 STATUSES = list(TRANSITIONS)
+
+#: A workflow of one's own (``[tracker] transitions``): the default one, where a done task may be reopened.
+REOPENING = {**TRANSITIONS, "done": ("ready",)}
+REOPENING_SETTING = "new->ready|dropped,ready->in_progress|dropped,in_progress->blocked|review|done|dropped,"
+REOPENING_SETTING += "blocked->in_progress|dropped,review->in_progress|done|dropped,done->ready"
 
 
 def test_create_returns_201_location_etag_and_the_full_record(api: Api) -> None:
@@ -166,8 +174,23 @@ PATHS = {
 }
 
 
+@pytest.fixture(params=["default", "reopening"])
+def workflow(
+    request: pytest.FixtureRequest, make_client: Callable[..., falcon.testing.TestClient]
+) -> tuple[Api, dict[str, tuple[str, ...]]]:
+    """A client of the default workflow, and one of a configured workflow (APP_TRACKER__TRANSITIONS)."""
+    listener = LifecyclePlugin()
+    if request.param == "default":
+        return Api(make_client(plugins=(listener,)), listener), TRANSITIONS
+    environ = {"APP_TRACKER__TRANSITIONS": REOPENING_SETTING}
+    return Api(make_client(plugins=(listener,), environ=environ), listener), REOPENING
+
+
 @pytest.mark.parametrize("current", STATUSES)
-def test_every_transition_is_allowed_or_refused_by_the_table_on_both_paths(api: Api, current: str) -> None:
+def test_every_transition_is_allowed_or_refused_by_the_table_on_both_paths(
+    workflow: tuple[Api, dict[str, tuple[str, ...]]], current: str
+) -> None:
+    api, table = workflow
     api.project()
     for number, (wanted, via_patch) in enumerate(itertools.product(STATUSES, (False, True))):
         if wanted == current:
@@ -180,13 +203,14 @@ def test_every_transition_is_allowed_or_refused_by_the_table_on_both_paths(api: 
             result = api.patch(f"/tasks/{task_id}", {"status": wanted})
         else:
             result = api.post(f"/tasks/{task_id}/status", {"status": wanted})
-        if wanted in TRANSITIONS[current]:
+        if wanted in table[current]:
             assert result.status_code == 200, result.text
             assert result.json["status"] == wanted
+            assert (result.json["completed_at"] is not None) == (wanted == "done")
         else:
             assert result.status_code == 422, result.text
             detail = problem_pointers(result)["/status"]
-            assert current in detail and all(allowed in detail for allowed in TRANSITIONS[current])
+            assert current in detail and all(allowed in detail for allowed in table[current])
             assert api.get(f"/tasks/{task_id}").json["status"] == current
 
 
