@@ -270,13 +270,15 @@ class CollectionResource:
 
 
 class ItemResource:
-    """``GET``, ``PATCH`` (JSON Merge Patch) and ``DELETE`` on ``/api/v1/<things>/{id}``."""
+    """``GET``, ``PUT`` (replace), ``PATCH`` (JSON Merge Patch) and ``DELETE`` on ``/api/v1/<things>/{id}``."""
 
     def __init__(self, collection: Collection, id_param: str, *, cascade: bool = False) -> None:
         self.collection = collection
         self.id_param = id_param
         self.cascade = cascade
         self.patch_schema = Schema(collection.resource.patch_schema())
+        # A replacement is checked exactly as a creation is: read-only fields are refused alike.
+        self.put_schema = Schema(collection.resource.create_schema())
 
     @translating
     def on_get(self, req: Any, resp: Any, **params: str) -> None:
@@ -298,6 +300,14 @@ class ItemResource:
         no_params(req)
         body = read_body(req, self.patch_schema, types=MERGE_PATCH_TYPES)
         record = self.collection.patch(record_id, body, versions(req.get_header("If-Match")))
+        send(resp, self.collection.render(record))
+
+    @translating
+    def on_put(self, req: Any, resp: Any, **params: str) -> None:
+        record_id = checked_id(self.collection, params[self.id_param])
+        no_params(req)
+        body = read_body(req, self.put_schema)
+        record = self.collection.replace(record_id, body, versions(req.get_header("If-Match")))
         send(resp, self.collection.render(record))
 
     @translating

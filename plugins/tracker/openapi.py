@@ -136,6 +136,7 @@ def fragment(prefix: str) -> dict[str, Any]:
     )
     for plural, param, id_prefix, name, collection in collections:
         resource = RESOURCES[name]
+        singular = plural[:-1].replace("-", " ")
         schemas[name] = resource.output_schema()
         schemas[f"{name}Create"] = resource.create_schema()
         schemas[f"{name}Patch"] = resource.patch_schema()
@@ -186,6 +187,17 @@ def fragment(prefix: str) -> dict[str, Any]:
                     "200": _record_response(name, "The record."),
                     "304": {"description": "Not modified.", "headers": ETAG},
                     **_errors(400, 404),
+                },
+            },
+            "put": {
+                "operationId": f"replace{name}",
+                "tags": tag,
+                "summary": f"Replace a {singular}: absent optional fields go back to their defaults",
+                "parameters": [IF_MATCH],
+                "requestBody": {"required": True, "content": _json(_ref(f"{name}Create"))},
+                "responses": {
+                    "200": _record_response(name, "The replaced record."),
+                    **_errors(400, 404, 409, 412, 415, 422),
                 },
             },
             "patch": {

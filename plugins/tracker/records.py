@@ -81,14 +81,39 @@ class Collection:
         with self.store.write() as events:
             record = self.store.lock(self.model, record_id, self.label.capitalize())
             check_version(record, if_match)
-            current = self.current_values(record)
-            merged = {**current, **self.parse(dict(body))}
-            self.check_merged(record, merged)
-            changes = {name: value for name, value in merged.items() if value != current.get(name)}
-            changes = self.check_changes(record, changes)
-            if changes:
-                self.apply(record, changes, events)
+            self._update(record, body, events)
         return record
+
+    def replace(self, record_id: str, body: Mapping[str, Any], if_match: frozenset[int] | None) -> Any:
+        """``PUT``: the record becomes ``body`` (a creation body); what it leaves out goes back to its default.
+
+        The fields a record keeps for life (its id, its project) must be sent
+        as they are; the rules, the transition table included, are those of
+        a ``PATCH`` that sends every field.
+        """
+        with self.store.write() as events:
+            record = self.store.lock(self.model, record_id, self.label.capitalize())
+            check_version(record, if_match)
+            kept = {f.name for f in self.resource.writable if f.immutable}
+            require(
+                *(
+                    Problem(f"/{name}", f"cannot change: it is {getattr(record, name)}")
+                    for name in sorted(kept & set(body))
+                    if body[name] != getattr(record, name)
+                )
+            )
+            full = {**self.resource.defaults(), **{k: v for k, v in body.items() if k not in kept}}
+            self._update(record, {k: v for k, v in full.items() if k not in kept}, events)
+        return record
+
+    def _update(self, record: Any, body: Mapping[str, Any], events: list[Event]) -> None:
+        current = self.current_values(record)
+        merged = {**current, **self.parse(dict(body))}
+        self.check_merged(record, merged)
+        changes = {name: value for name, value in merged.items() if value != current.get(name)}
+        changes = self.check_changes(record, changes)
+        if changes:
+            self.apply(record, changes, events)
 
     def apply(self, record: Any, changes: Mapping[str, Any], events: list[Event]) -> None:
         """Write ``changes`` as the next version of ``record`` and queue the events they cause."""
