@@ -117,7 +117,8 @@ def test_put_replaces_projects_sprints_and_action_lists(api: Api) -> None:
     body = {"id": "S-1", "project_id": "P-1", "name": "Renamed", "start_date": "2026-11-02", "end_date": "2026-11-20"}
     sprint = put(api, "/sprints/S-1", body)
     assert sprint.status_code == 200, sprint.text
-    assert (sprint.json["goal"], sprint.json["velocity_target_points"], sprint.json["cadence"]) == (None, None, "biweekly")
+    replaced = sprint.json
+    assert (replaced["goal"], replaced["velocity_target_points"], replaced["cadence"]) == (None, None, "biweekly")
     assert sprint.json["status"] == "planned"
     with_status = put(api, "/sprints/S-1", {**body, "status": "active"})
     assert with_status.status_code == 422 and "/status" in problem_pointers(with_status), "status is read-only"
