@@ -18,6 +18,7 @@ from taskman import hookimpl
 
 from . import http, openapi
 from .action_lists import ActionLists
+from .comments import Comments
 from .projects import Projects
 from .schemas import ACTION_ITEM, ITEM_REORDER, SPRINT_CLOSE, SPRINT_START, STATUS_CHANGE
 from .settings import TrackerSettings
@@ -32,7 +33,7 @@ def routes(store: Store, settings: TrackerSettings) -> list[tuple[str, object]]:
     """Every tracker route, with the app's settings."""
     once = http.Idempotency(datetime.timedelta(hours=settings.idempotency_ttl_hours))
     tasks = Tasks(store, settings.transition_table())
-    projects, sprints, lists = Projects(store), Sprints(store), ActionLists(store)
+    projects, sprints, lists, comments = Projects(store), Sprints(store), ActionLists(store), Comments(store)
     p, s, t, a = (f"{PREFIX}/{name}" for name in ("projects", "sprints", "tasks", "action-lists"))
     return [
         (p, http.CollectionResource(projects, p, once)),
@@ -58,6 +59,8 @@ def routes(store: Store, settings: TrackerSettings) -> list[tuple[str, object]]:
         (f"{s}/{{sprint_id}}/burndown", http.ReportResource("sprint_id", sprints.burndown)),
         (t, http.CollectionResource(tasks, t, once)),
         (f"{t}/{{task_id}}", http.ItemResource(tasks, "task_id")),
+        (f"{t}/{{task_id}}/comments", http.CommentsResource(comments, t, once)),
+        (f"{t}/{{task_id}}/comments/{{comment_id}}", http.CommentResource(comments)),
         (
             f"{t}/{{task_id}}/status",
             http.ActionResource(

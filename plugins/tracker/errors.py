@@ -59,6 +59,10 @@ class Conflict(TrackerError):
     """The request clashes with the current state: duplicate id, active sprint, dependants (409)."""
 
 
+class Forbidden(TrackerError):
+    """The caller may not do this to this record: another author's comment (403)."""
+
+
 class PreconditionFailed(TrackerError):
     """``If-Match`` names a version that is no longer current (412)."""
 

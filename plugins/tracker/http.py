@@ -20,9 +20,11 @@ from taskman import ValidationProblem
 
 from . import idempotency
 from .action_lists import ActionLists, action_item, item_at, reorder
+from .comments import Caller, Comments
 from .errors import (
     BadQuery,
     Conflict,
+    Forbidden,
     IdempotencyMismatch,
     Invalid,
     Malformed,
@@ -77,6 +79,8 @@ def http_error(error: TrackerError) -> falcon.HTTPError:
         return falcon.HTTPNotFound(description=str(error))
     if isinstance(error, Conflict):
         return falcon.HTTPConflict(description=str(error))
+    if isinstance(error, Forbidden):
+        return falcon.HTTPForbidden(description=str(error))
     if isinstance(error, PreconditionFailed):
         return _Stale(error)
     if isinstance(error, IdempotencyMismatch):
@@ -134,6 +138,21 @@ def caller(req: Any) -> str | None:
         return None
     name = getattr(principal, "name", None)
     return name if isinstance(name, str) else str(principal)
+
+
+def caller_of(req: Any) -> Caller:
+    """The caller as the comment rules see them: a name, and whether an admin.
+
+    An admin is a principal that ``allows("admin")`` (the auth plugin's) or
+    lists ``admin`` among its ``scopes``; a request without a principal is
+    anonymous and never an admin, whatever scopes anonymous access grants.
+    """
+    principal = getattr(req.context, "auth", None)
+    if principal is None:
+        return Caller(None)
+    allows = getattr(principal, "allows", None)
+    admin = bool(allows("admin")) if callable(allows) else "admin" in (getattr(principal, "scopes", None) or ())
+    return Caller(caller(req), admin)
 
 
 def checked_id(collection: Collection, record_id: str) -> str:
@@ -207,6 +226,18 @@ def send_page(req: Any, resp: Any, collection: Collection, page: Page) -> None:
         params = {k: v for k, v in req.params.items() if k != "cursor"}
         params["cursor"] = page.next_cursor
         resp.append_header("Link", f'<{req.path}?{urlencode(params)}>; rel="next"')
+
+
+def send_conditional(req: Any, resp: Any, record: Mapping[str, Any]) -> None:
+    """A read of one record: 304 when ``If-None-Match`` names its version."""
+    if_none_match = req.get_header("If-None-Match")
+    if if_none_match is not None:
+        named = versions(if_none_match, weak=True)
+        if named is None or record["version"] in named:
+            resp.status = 304
+            resp.set_header("ETag", etag(record["version"]))
+            return
+    send(resp, record)
 
 
 def send_stored(resp: Any, stored: idempotency.StoredResponse) -> None:
@@ -284,15 +315,7 @@ class ItemResource:
     def on_get(self, req: Any, resp: Any, **params: str) -> None:
         record_id = checked_id(self.collection, params[self.id_param])
         no_params(req)
-        record = self.collection.read(record_id)
-        if_none_match = req.get_header("If-None-Match")
-        if if_none_match is not None:
-            named = versions(if_none_match, weak=True)
-            if named is None or record["version"] in named:
-                resp.status = 304
-                resp.set_header("ETag", etag(record["version"]))
-                return
-        send(resp, record)
+        send_conditional(req, resp, self.collection.read(record_id))
 
     @translating
     def on_patch(self, req: Any, resp: Any, **params: str) -> None:
@@ -420,3 +443,68 @@ def reorder_items(lists: ActionLists) -> Callable[..., Any]:
         return lists.edit_items(record_id, lambda items: reorder(items, body["order"]), if_match)
 
     return act
+
+
+class CommentsResource:
+    """``GET`` (a page) and ``POST`` (write one) on ``/api/v1/tasks/{task_id}/comments``."""
+
+    def __init__(self, comments: Comments, prefix: str, idempotent: Idempotency) -> None:
+        self.comments = comments
+        self.prefix = prefix
+        self.idempotent = idempotent
+        self.create_schema = Schema(comments.resource.create_schema())
+
+    @translating
+    def on_get(self, req: Any, resp: Any, task_id: str) -> None:
+        require_possible_id(task_id, "Task")
+        with self.comments.store.read():
+            send_page(req, resp, self.comments, self.comments.page_of(task_id, req.params))
+
+    @translating
+    def on_post(self, req: Any, resp: Any, task_id: str) -> None:
+        require_possible_id(task_id, "Task")
+        no_params(req)
+        body = read_body(req, self.create_schema)
+        author = caller_of(req)
+
+        def create() -> idempotency.StoredResponse:
+            comment = self.comments.add(task_id, body, author)
+            location = f"{self.prefix}/{task_id}/comments/{comment.id}"
+            return idempotency.StoredResponse(201, self.comments.render(comment), location)
+
+        send_stored(resp, self.idempotent.run(req, self.comments, body, create))
+
+
+class CommentResource:
+    """``GET``, ``PATCH`` (the author or an admin) and ``DELETE`` on ``/api/v1/tasks/{task_id}/comments/{id}``."""
+
+    def __init__(self, comments: Comments) -> None:
+        self.comments = comments
+        self.patch_schema = Schema(comments.resource.patch_schema())
+
+    @staticmethod
+    def _ids(task_id: str, comment_id: str) -> None:
+        require_possible_id(task_id, "Task")
+        require_possible_id(comment_id, "Comment")
+
+    @translating
+    def on_get(self, req: Any, resp: Any, task_id: str, comment_id: str) -> None:
+        self._ids(task_id, comment_id)
+        no_params(req)
+        send_conditional(req, resp, self.comments.read_of(task_id, comment_id))
+
+    @translating
+    def on_patch(self, req: Any, resp: Any, task_id: str, comment_id: str) -> None:
+        self._ids(task_id, comment_id)
+        no_params(req)
+        body = read_body(req, self.patch_schema, types=MERGE_PATCH_TYPES)
+        if_match = versions(req.get_header("If-Match"))
+        comment = self.comments.edit(task_id, comment_id, body, caller_of(req), if_match)
+        send(resp, self.comments.render(comment))
+
+    @translating
+    def on_delete(self, req: Any, resp: Any, task_id: str, comment_id: str) -> None:
+        self._ids(task_id, comment_id)
+        no_params(req)
+        self.comments.remove(task_id, comment_id, caller_of(req), versions(req.get_header("If-Match")))
+        resp.status = 204

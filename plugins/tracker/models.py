@@ -138,6 +138,16 @@ class ActionList(Record):
         table_name = "action_list"
 
 
+class Comment(Record):
+    id = peewee.CharField(max_length=50, primary_key=True)
+    task = peewee.ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE", backref="comments")
+    task_id: str
+    #: The token's name; None for a comment written without one (auth off, or anonymous access).
+    author = peewee.CharField(max_length=100, null=True)
+    body = peewee.TextField()
+    edited_at = peewee.DateTimeField(null=True)
+
+
 class IdempotencyKey(peewee.Model):  # type: ignore[misc]
     scope = peewee.CharField(max_length=300)
     key = peewee.CharField(max_length=255)
@@ -153,4 +163,4 @@ class IdempotencyKey(peewee.Model):  # type: ignore[misc]
         indexes = ((("scope", "key"), True),)
 
 
-MODELS = (Project, Sprint, Task, TaskLabel, TaskAssignee, TaskDependency, ActionList, IdempotencyKey)
+MODELS = (Project, Sprint, Task, TaskLabel, TaskAssignee, TaskDependency, ActionList, Comment, IdempotencyKey)

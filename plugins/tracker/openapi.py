@@ -10,10 +10,12 @@ from typing import Any
 
 from . import listing
 from .action_lists import ActionLists
+from .comments import Comments
 from .projects import Projects
 from .schemas import (
     ACTION_ITEM,
     BURNDOWN,
+    COMMENT,
     ITEM_PATCH,
     ITEM_REORDER,
     RESOURCES,
@@ -316,8 +318,87 @@ def fragment(prefix: str) -> dict[str, Any]:
             "responses": {"200": _record_response("ActionList", "The list."), **_errors(400, 404, 412)},
         },
     }
+    paths.update(comment_paths(t, schemas))
     return {
         "paths": paths,
         "components": {"schemas": schemas},
-        "tags": [{"name": n} for n in ("Project", "Sprint", "Task", "ActionList")],
+        "tags": [{"name": n} for n in ("Project", "Sprint", "Task", "ActionList", "Comment")],
+    }
+
+
+def _errors_with_403(*codes: int) -> dict[str, Any]:
+    return {**_errors(*codes), "403": {"$ref": ERRORS + "Forbidden"}}
+
+
+def comment_paths(tasks: str, schemas: dict[str, Any]) -> dict[str, Any]:
+    """``/tasks/{task_id}/comments`` and ``/tasks/{task_id}/comments/{comment_id}``."""
+    schemas["Comment"] = COMMENT.output_schema()
+    schemas["CommentCreate"] = COMMENT.create_schema()
+    schemas["CommentPatch"] = COMMENT.patch_schema()
+    schemas["CommentPage"] = _page_schema("Comment")
+    tag = ["Comment"]
+    task = _path_param("task_id", "T")
+    return {
+        f"{tasks}/{{task_id}}/comments": {
+            "parameters": [task],
+            "get": {
+                "operationId": "listComments",
+                "tags": tag,
+                "summary": "A page of a task's comments, oldest first",
+                "parameters": _query_params(Comments.listing),
+                "responses": {
+                    "200": {"description": "One page.", "content": _json(_ref("CommentPage"))},
+                    **_errors(400, 404),
+                },
+            },
+            "post": {
+                "operationId": "createComment",
+                "tags": tag,
+                "summary": "Comment on a task, as the caller",
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": {"required": True, "content": _json(_ref("CommentCreate"))},
+                "responses": {
+                    "201": _record_response("Comment", "Created.", created=True),
+                    **_errors(400, 404, 415, 422),
+                },
+            },
+        },
+        f"{tasks}/{{task_id}}/comments/{{comment_id}}": {
+            "parameters": [task, _path_param("comment_id", "C")],
+            "get": {
+                "operationId": "getComment",
+                "tags": tag,
+                "summary": "One comment",
+                "parameters": [IF_NONE_MATCH],
+                "responses": {
+                    "200": _record_response("Comment", "The comment."),
+                    "304": {"description": "Not modified.", "headers": ETAG},
+                    **_errors(400, 404),
+                },
+            },
+            "patch": {
+                "operationId": "updateComment",
+                "tags": tag,
+                "summary": "Edit a comment (its author or an admin)",
+                "parameters": [IF_MATCH],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        **_json(_ref("CommentPatch"), "application/merge-patch+json"),
+                        **_json(_ref("CommentPatch")),
+                    },
+                },
+                "responses": {
+                    "200": _record_response("Comment", "The edited comment."),
+                    **_errors_with_403(400, 404, 412, 415, 422),
+                },
+            },
+            "delete": {
+                "operationId": "deleteComment",
+                "tags": tag,
+                "summary": "Delete a comment (its author or an admin)",
+                "parameters": [IF_MATCH],
+                "responses": {"204": {"description": "Deleted."}, **_errors_with_403(400, 404, 412)},
+            },
+        },
     }

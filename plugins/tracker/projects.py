@@ -9,7 +9,7 @@ import peewee
 
 from . import analytics, listing
 from .errors import Conflict, counted, listed
-from .models import ActionList, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
+from .models import ActionList, Comment, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .records import Collection, not_before, require
 from .schemas import PROJECT, PROJECT_STATUSES
 from .store import Event, iso_date
@@ -49,7 +49,7 @@ class Projects(Collection):
                 raise Conflict(f"Project {record.id} still has {held}; delete with ?cascade=true to remove them too.")
             return
         tasks = Task.select(Task.id).where(Task.project == record.id)
-        for link in (TaskLabel, TaskAssignee):
+        for link in (TaskLabel, TaskAssignee, Comment):
             link.delete().where(link.task.in_(tasks)).execute()
         outside = TaskDependency.select().where(
             TaskDependency.depends_on.in_(tasks) & TaskDependency.task.not_in(tasks)

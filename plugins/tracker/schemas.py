@@ -236,7 +236,26 @@ ACTION_LIST = Resource(
     ),
 )
 
-RESOURCES = {r.name: r for r in (PROJECT, SPRINT, TASK, ACTION_LIST)}
+MAX_COMMENT_LENGTH = 10_000
+
+COMMENT = Resource(
+    "Comment",
+    (
+        Field("id", id_schema("C"), required=True, read_only=True, description="Chosen by the server."),
+        Field("task_id", id_schema("T"), required=True, read_only=True, description="The task it is on."),
+        Field(
+            "author",
+            text(100),
+            read_only=True,
+            description="The name of the token that wrote it; null when written without one.",
+        ),
+        Field("body", text(MAX_COMMENT_LENGTH), required=True),
+        Field("edited_at", DATE_TIME, read_only=True, description="When the body last changed; null if never."),
+        *_record_fields(),
+    ),
+)
+
+RESOURCES = {r.name: r for r in (PROJECT, SPRINT, TASK, ACTION_LIST, COMMENT)}
 
 STATUS_CHANGE = _object({"status": enum(TASK_STATUSES)}, ["status"])
 SPRINT_START = _object(

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import listing
 from .errors import Conflict, Invalid, Problem, listed
-from .models import Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
+from .models import Comment, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .projects import health_event
 from .records import Collection, reference, require
 from .schemas import TASK, TASK_PRIORITIES, TASK_STATUSES, id_pattern
@@ -202,7 +202,8 @@ class Tasks(Collection):
         if dependants:
             verb = "depends" if len(dependants) == 1 else "depend"
             raise Conflict(f"Task {record.id} cannot be deleted: {listed(dependants)} {verb} on it.")
-        for model in (TaskLabel, TaskAssignee, TaskDependency):
+        # Its comments go with it; the task.deleted event says so for them all.
+        for model in (TaskLabel, TaskAssignee, TaskDependency, Comment):
             model.delete().where(model.task == record.id).execute()
 
     def after_delete(self, record: Task, events: list[Event]) -> None:
