@@ -69,12 +69,14 @@ def routes(store: Store, settings: TrackerSettings) -> list[tuple[str, object]]:
         ),
         (a, http.CollectionResource(lists, a, once)),
         (f"{a}/{{list_id}}", http.ItemResource(lists, "list_id")),
-        (f"{a}/{{list_id}}/items", http.ActionResource(lists, "list_id", http.add_item(lists), ACTION_ITEM, once)),
+        (f"{a}/{{list_id}}/items", http.ActionResource(lists, "list_id", lists.add_item, ACTION_ITEM, once)),
         (
             f"{a}/{{list_id}}/items/reorder",
-            http.ActionResource(lists, "list_id", http.reorder_items(lists), ITEM_REORDER, once),
+            http.ActionResource(
+                lists, "list_id", lambda i, body, m: lists.reorder_items(i, body["order"], m), ITEM_REORDER, once
+            ),
         ),
-        (f"{a}/{{list_id}}/items/{{index:int(min=0)}}", http.ItemOfListResource(lists)),
+        (f"{a}/{{list_id}}/items/{{item}}", http.ItemOfListResource(lists)),
         (
             f"{a}/{{list_id}}/complete",
             http.ActionResource(lists, "list_id", lambda i, body, m: lists.complete(i, m), None, once),

@@ -19,7 +19,7 @@ import falcon
 from taskman import ValidationProblem
 
 from . import idempotency
-from .action_lists import ActionLists, action_item, item_at, reorder
+from .action_lists import ITEM_ID, ActionLists
 from .comments import Caller, Comments
 from .errors import (
     BadQuery,
@@ -37,7 +37,7 @@ from .listing import Page
 from .records import Collection
 from .schemas import ITEM_PATCH
 from .store import require_possible_id
-from .validation import Schema, parse_json
+from .validation import Schema, ascii_integer, parse_json
 
 JSON_TYPES = ("application/json",)
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/json")
@@ -215,7 +215,7 @@ def send(resp: Any, body: Mapping[str, Any], status: int = 200, *, location: str
 
 def send_page(req: Any, resp: Any, collection: Collection, page: Page) -> None:
     body: dict[str, Any] = {
-        "items": [collection.render(row) for row in page.rows],
+        "items": collection.render_many(page.rows),
         "next_cursor": page.next_cursor,
         "has_more": page.has_more,
     }
@@ -390,59 +390,36 @@ class ReportResource:
 
 
 class ItemOfListResource:
-    """``PATCH`` and ``DELETE`` on ``/action-lists/{id}/items/{index}``."""
+    """``PATCH`` and ``DELETE`` on ``/action-lists/{id}/items/{item}``: an item by its id, or by its position."""
 
     def __init__(self, lists: ActionLists) -> None:
         self.lists = lists
         self.schema = Schema(ITEM_PATCH)
 
-    def _check(self, req: Any, list_id: str) -> None:
+    def _ref(self, list_id: str, item: str) -> int | str:
         checked_id(self.lists, list_id)
-        # Falcon's int converter takes what int() takes: other scripts' digits, "+5", "1_0". Here only
-        # ASCII digits are a number, as everywhere in this API.
-        segment = req.path.rpartition("/")[2]
-        if not (segment.isascii() and segment.isdigit()):
+        if ITEM_ID.fullmatch(item):
+            return item
+        # A position is ASCII digits, as every number in this API (int() would take other scripts' digits, "+5").
+        index = ascii_integer(item, 4)
+        if index is None:
             raise NotFound("No resource matches this path.")
+        return index
 
     @translating
-    def on_patch(self, req: Any, resp: Any, list_id: str, index: int) -> None:
-        self._check(req, list_id)
+    def on_patch(self, req: Any, resp: Any, list_id: str, item: str) -> None:
+        ref = self._ref(list_id, item)
         no_params(req)
         body = read_body(req, self.schema, types=MERGE_PATCH_TYPES)
-
-        def edit(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            item_at(items, index).update(body)
-            return items
-
-        record = self.lists.edit_items(list_id, edit, versions(req.get_header("If-Match")))
+        record = self.lists.update_item(list_id, ref, body, versions(req.get_header("If-Match")))
         send(resp, self.lists.render(record))
 
     @translating
-    def on_delete(self, req: Any, resp: Any, list_id: str, index: int) -> None:
-        self._check(req, list_id)
+    def on_delete(self, req: Any, resp: Any, list_id: str, item: str) -> None:
+        ref = self._ref(list_id, item)
         no_params(req)
-
-        def edit(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            item_at(items, index)
-            return items[:index] + items[index + 1 :]
-
-        record = self.lists.edit_items(list_id, edit, versions(req.get_header("If-Match")))
+        record = self.lists.delete_item(list_id, ref, versions(req.get_header("If-Match")))
         send(resp, self.lists.render(record))
-
-
-def add_item(lists: ActionLists) -> Callable[..., Any]:
-    def act(record_id: str, body: Any, if_match: frozenset[int] | None) -> Any:
-        item = action_item(body)
-        return lists.edit_items(record_id, lambda items: [*items, item], if_match)
-
-    return act
-
-
-def reorder_items(lists: ActionLists) -> Callable[..., Any]:
-    def act(record_id: str, body: Any, if_match: frozenset[int] | None) -> Any:
-        return lists.edit_items(record_id, lambda items: reorder(items, body["order"]), if_match)
-
-    return act
 
 
 class CommentsResource:

@@ -4,7 +4,8 @@ The tables are created by ``migrations/0001_initial.py`` (a frozen copy of
 these definitions, so later changes to this module never rewrite history).
 Lists (tags, labels, assignees, dependencies, items) are stored as JSON
 text for reading; labels, assignees and dependencies are also kept in
-small indexed tables so lists can filter on them exactly.
+small indexed tables so lists can filter on them exactly, and so are the
+tasks action list items link (so that a task knows the lists that link it).
 """
 
 from __future__ import annotations
@@ -138,6 +139,21 @@ class ActionList(Record):
         table_name = "action_list"
 
 
+class ActionItemLink(peewee.Model):  # type: ignore[misc]
+    """Which item of which action list links which task: finds the lists that link a task, by index."""
+
+    action_list = peewee.ForeignKeyField(ActionList, column_name="action_list_id", on_delete="CASCADE")
+    item_id = peewee.CharField(max_length=50)
+    task = peewee.ForeignKeyField(Task, column_name="task_id")
+    action_list_id: str
+    task_id: str
+
+    class Meta:
+        database = database
+        table_name = "action_item_link"
+        primary_key = peewee.CompositeKey("action_list", "item_id")
+
+
 class Comment(Record):
     id = peewee.CharField(max_length=50, primary_key=True)
     task = peewee.ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE", backref="comments")
@@ -163,4 +179,15 @@ class IdempotencyKey(peewee.Model):  # type: ignore[misc]
         indexes = ((("scope", "key"), True),)
 
 
-MODELS = (Project, Sprint, Task, TaskLabel, TaskAssignee, TaskDependency, ActionList, Comment, IdempotencyKey)
+MODELS = (
+    Project,
+    Sprint,
+    Task,
+    TaskLabel,
+    TaskAssignee,
+    TaskDependency,
+    ActionList,
+    ActionItemLink,
+    Comment,
+    IdempotencyKey,
+)

@@ -295,9 +295,15 @@ def fragment(prefix: str) -> dict[str, Any]:
         "Reorder the items",
     )
     action(f"{a}/{{list_id}}/complete", "list_id", "AL", "completeActionList", "ActionList", None, "Complete the list")
-    index = {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
-    paths[f"{a}/{{list_id}}/items/{{index}}"] = {
-        "parameters": [_path_param("list_id", "AL"), index],
+    item = {
+        "name": "item",
+        "in": "path",
+        "required": True,
+        "description": "The item's id (I-...), or its position from 0.",
+        "schema": {"type": "string", "pattern": "^(I-[A-Za-z0-9_-]{1,47}|[0-9]{1,3})$", "maxLength": 49},
+    }
+    paths[f"{a}/{{list_id}}/items/{{item}}"] = {
+        "parameters": [_path_param("list_id", "AL"), item],
         "patch": {
             "operationId": "updateActionItem",
             "tags": ["ActionList"],

@@ -9,7 +9,7 @@ queues its events, which fire only once the transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import peewee
@@ -56,6 +56,10 @@ class Collection:
 
     def render(self, record: Any) -> dict[str, Any]:
         return render(self.resource, record)
+
+    def render_many(self, records: Sequence[Any]) -> list[dict[str, Any]]:
+        """A page's representations; a collection whose rendering reads more rows reads them once per page."""
+        return [self.render(record) for record in records]
 
     # -- writing ----------------------------------------------------------------
 

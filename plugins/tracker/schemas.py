@@ -66,6 +66,8 @@ class Field:
     #: Given at creation only (ids, parents that cannot change).
     immutable: bool = False
     description: str = ""
+    #: The field's schema in the representation, when it differs from what a body sends (derived parts).
+    output: Mapping[str, Any] | None = None
 
     @property
     def nullable(self) -> bool:
@@ -94,7 +96,7 @@ class Resource:
         return _object({f.name: _maybe_null(f, f.nullable) for f in fields}, [])
 
     def output_schema(self) -> dict[str, Any]:
-        properties = {f.name: _maybe_null(f, f.nullable) for f in self.fields}
+        properties = {f.name: _maybe_null(f, f.nullable, output=True) for f in self.fields}
         return _object(properties, [f.name for f in self.fields], closed=False)
 
     def defaults(self) -> dict[str, Any]:
@@ -105,8 +107,8 @@ def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
 
 
-def _maybe_null(field: Field, nullable: bool) -> dict[str, Any]:
-    schema = dict(field.schema)
+def _maybe_null(field: Field, nullable: bool, *, output: bool = False) -> dict[str, Any]:
+    schema = dict(field.output if output and field.output is not None else field.schema)
     if field.description:
         schema["description"] = field.description
     if field.read_only:
@@ -211,11 +213,34 @@ TASK = Resource(
     ),
 )
 
+ITEM_ID = id_schema("I")
 ACTION_ITEM = {
     "type": "object",
-    "properties": {"text": text(1000), "done": {"type": "boolean", "default": False}},
-    "required": ["text"],
+    "description": "An item: its text, a task it links, or both. Without an id it gets one from the server.",
+    "properties": {
+        "id": {**ITEM_ID, "description": "Kept when given (unique in the list); chosen by the server otherwise."},
+        "text": text(1000),
+        "done": {"type": "boolean", "default": False},
+        "task_id": {**id_schema("T"), "description": "A task that exists: the item shows its title and status."},
+    },
     "additionalProperties": False,
+}
+LINKED_TASK = {
+    "type": ["object", "null"],
+    "description": "The linked task as it is now; null for a text item.",
+    "properties": {"title": text(500), "status": enum(TASK_STATUSES)},
+    "required": ["title", "status"],
+}
+ACTION_ITEM_OUT = {
+    "type": "object",
+    "properties": {
+        "id": ITEM_ID,
+        "text": {"type": ["string", "null"], "maxLength": 1000},
+        "done": {"type": "boolean"},
+        "task_id": {"type": ["string", "null"], "pattern": id_pattern("T"), "maxLength": 50},
+        "task": LINKED_TASK,
+    },
+    "required": ["id", "text", "done", "task_id", "task"],
 }
 
 ACTION_LIST = Resource(
@@ -231,7 +256,12 @@ ACTION_LIST = Resource(
         Field("tags", string_set(50), default=[]),
         Field("due_date", DATE),
         Field("completed_at", DATE_TIME, read_only=True),
-        Field("items", {"type": "array", "items": ACTION_ITEM, "maxItems": MAX_ACTION_ITEMS}, default=[]),
+        Field(
+            "items",
+            {"type": "array", "items": ACTION_ITEM, "maxItems": MAX_ACTION_ITEMS},
+            default=[],
+            output={"type": "array", "items": ACTION_ITEM_OUT, "maxItems": MAX_ACTION_ITEMS},
+        ),
         *_record_fields(),
     ),
 )
@@ -277,12 +307,26 @@ SPRINT_CLOSE = _object(
     },
     [],
 )
-ITEM_PATCH = _object({"text": text(1000), "done": {"type": "boolean"}}, [])
+ITEM_PATCH = _object(
+    {
+        "text": {**text(1000), "type": ["string", "null"], "description": "null: none (the item must link a task)."},
+        "done": {"type": "boolean"},
+        "task_id": {**id_schema("T"), "type": ["string", "null"], "description": "null: unlink the task."},
+    },
+    [],
+)
 ITEM_REORDER = _object(
     {
         "order": {
             "type": "array",
-            "items": {"type": "integer", "minimum": 0, "maximum": MAX_ACTION_ITEMS - 1},
+            "description": "Every item once, by id (or, all of them, by index): position i gets the item named i-th.",
+            "items": {
+                "type": ["string", "integer"],
+                "pattern": id_pattern("I"),
+                "maxLength": 50,
+                "minimum": 0,
+                "maximum": MAX_ACTION_ITEMS - 1,
+            },
             "maxItems": MAX_ACTION_ITEMS,
         }
     },

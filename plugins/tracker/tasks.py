@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import listing
+from .action_lists import lists_linking, named
 from .errors import Conflict, Invalid, Problem, listed
 from .models import Comment, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .projects import health_event
@@ -202,6 +203,9 @@ class Tasks(Collection):
         if dependants:
             verb = "depends" if len(dependants) == 1 else "depend"
             raise Conflict(f"Task {record.id} cannot be deleted: {listed(dependants)} {verb} on it.")
+        linking = lists_linking([record.id])
+        if linking:
+            raise Conflict(f"Task {record.id} cannot be deleted: {named(linking)} links it; unlink the items first.")
         # Its comments go with it; the task.deleted event says so for them all.
         for model in (TaskLabel, TaskAssignee, TaskDependency, Comment):
             model.delete().where(model.task == record.id).execute()
