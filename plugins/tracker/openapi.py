@@ -295,7 +295,7 @@ def fragment(prefix: str) -> dict[str, Any]:
         "Reorder the items",
     )
     action(f"{a}/{{list_id}}/complete", "list_id", "AL", "completeActionList", "ActionList", None, "Complete the list")
-    item = {
+    item_param = {
         "name": "item",
         "in": "path",
         "required": True,
@@ -303,7 +303,7 @@ def fragment(prefix: str) -> dict[str, Any]:
         "schema": {"type": "string", "pattern": "^(I-[A-Za-z0-9_-]{1,47}|[0-9]{1,3})$", "maxLength": 49},
     }
     paths[f"{a}/{{list_id}}/items/{{item}}"] = {
-        "parameters": [_path_param("list_id", "AL"), item],
+        "parameters": [_path_param("list_id", "AL"), item_param],
         "patch": {
             "operationId": "updateActionItem",
             "tags": ["ActionList"],
