@@ -18,10 +18,13 @@ from .schemas import (
     COMMENT,
     ITEM_PATCH,
     ITEM_REORDER,
+    PROJECT_METRICS,
     RESOURCES,
     SPRINT_CLOSE,
+    SPRINT_PROGRESS,
     SPRINT_START,
     STATUS_CHANGE,
+    VELOCITY,
     id_schema,
 )
 from .sprints import Sprints
@@ -122,9 +125,6 @@ def _page_schema(name: str) -> dict[str, Any]:
         },
         "required": ["items", "next_cursor", "has_more"],
     }
-
-
-REPORT = {"type": "object"}
 
 
 def fragment(prefix: str) -> dict[str, Any]:
@@ -233,8 +233,10 @@ def fragment(prefix: str) -> dict[str, Any]:
     schemas["ActionItem"] = ACTION_ITEM
     schemas["ActionItemPatch"] = ITEM_PATCH
     schemas["ActionItemOrder"] = ITEM_REORDER
-    schemas["Report"] = REPORT
+    schemas["ProjectMetrics"] = PROJECT_METRICS
+    schemas["Velocity"] = VELOCITY
     schemas["Burndown"] = BURNDOWN
+    schemas["SprintProgress"] = SPRINT_PROGRESS
 
     def action(path: str, param: str, id_prefix: str, op: str, result: str, body: str | None, summary: str) -> None:
         operation: dict[str, Any] = {
@@ -252,7 +254,7 @@ def fragment(prefix: str) -> dict[str, Any]:
             operation["requestBody"] = {"required": not optional, "content": _json(_ref(body))}
         paths[path] = {"post": operation}
 
-    def report(path: str, param: str, id_prefix: str, op: str, tag: str, summary: str, schema: str = "Report") -> None:
+    def report(path: str, param: str, id_prefix: str, op: str, tag: str, summary: str, schema: str) -> None:
         paths[path] = {
             "get": {
                 "operationId": op,
@@ -264,9 +266,23 @@ def fragment(prefix: str) -> dict[str, Any]:
         }
 
     p, s, t, a = (f"{prefix}/{n}" for n in ("projects", "sprints", "tasks", "action-lists"))
-    report(f"{p}/{{project_id}}/metrics", "project_id", "P", "getProjectMetrics", "Project", "Task counts and health")
     report(
-        f"{p}/{{project_id}}/velocity", "project_id", "P", "getProjectVelocity", "Project", "Points per closed sprint"
+        f"{p}/{{project_id}}/metrics",
+        "project_id",
+        "P",
+        "getProjectMetrics",
+        "Project",
+        "Task counts and health",
+        "ProjectMetrics",
+    )
+    report(
+        f"{p}/{{project_id}}/velocity",
+        "project_id",
+        "P",
+        "getProjectVelocity",
+        "Project",
+        "Points per closed sprint",
+        "Velocity",
     )
     report(
         f"{s}/{{sprint_id}}/burndown",
@@ -276,6 +292,15 @@ def fragment(prefix: str) -> dict[str, Any]:
         "Sprint",
         "Remaining points by day",
         "Burndown",
+    )
+    report(
+        f"{s}/{{sprint_id}}/progress",
+        "sprint_id",
+        "S",
+        "getSprintProgress",
+        "Sprint",
+        "Task counts, points and days so far",
+        "SprintProgress",
     )
     action(
         f"{s}/{{sprint_id}}/start", "sprint_id", "S", "startSprint", "Sprint", "SprintStart", "Start a planned sprint"

@@ -335,6 +335,65 @@ ITEM_REORDER = _object(
 
 _NUMBER = {"type": "number"}
 _DAYS = {"type": "integer", "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0}
+_PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
+
+
+def _by_status() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "Tasks in each status (every status, 0 included).",
+        "properties": {status: _COUNT for status in TASK_STATUSES},
+        "required": list(TASK_STATUSES),
+    }
+
+
+PROJECT_METRICS = {
+    "type": "object",
+    "description": "The project's tasks by status and its health: red above 20% blocked, yellow above 10% "
+    "blocked or under 30% done, green otherwise (or with no tasks).",
+    "properties": {
+        "project_id": id_schema("P"),
+        "total_tasks": _COUNT,
+        "tasks_by_status": _by_status(),
+        "completion_percentage": {**_PERCENT, "description": "Done tasks, of all tasks."},
+        "blocked_percentage": {**_PERCENT, "description": "Blocked tasks, of all tasks."},
+        "health_status": enum(("green", "yellow", "red")),
+    },
+    "required": [
+        "project_id",
+        "total_tasks",
+        "tasks_by_status",
+        "completion_percentage",
+        "blocked_percentage",
+        "health_status",
+    ],
+}
+
+VELOCITY = {
+    "type": "object",
+    "description": "Points of each closed sprint, oldest (by end date) first, and the average completed.",
+    "properties": {
+        "project_id": id_schema("P"),
+        "sprints": {
+            "type": "array",
+            "maxItems": 100_000,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "sprint_id": id_schema("S"),
+                    "name": text(200),
+                    "end_date": DATE,
+                    "committed_points": _NUMBER,
+                    "completed_points": _NUMBER,
+                },
+                "required": ["sprint_id", "name", "end_date", "committed_points", "completed_points"],
+            },
+        },
+        "average_completed_points": _NUMBER,
+    },
+    "required": ["project_id", "sprints", "average_completed_points"],
+}
 BURNDOWN = {
     "type": "object",
     "description": (
@@ -390,5 +449,46 @@ BURNDOWN = {
         "actual_burndown_rate",
         "on_track",
         "series",
+    ],
+}
+
+SPRINT_PROGRESS = {
+    "type": "object",
+    "description": (
+        "Where a sprint stands as of the burndown's last day (as_of), with the burndown's definitions: "
+        "committed_points is its total_points, completed_points and remaining_points and the days are those of "
+        "its summary."
+    ),
+    "properties": {
+        "sprint_id": id_schema("S"),
+        "status": enum(SPRINT_STATUSES),
+        "as_of": {**DATE, "description": "The burndown's last day."},
+        "total_tasks": {**_COUNT, "description": "Tasks in the sprint now."},
+        "tasks_by_status": _by_status(),
+        "committed_points": {**_NUMBER, "description": "Estimates of the tasks not dropped (closed: the snapshot)."},
+        "completed_points": {**_NUMBER, "description": "Estimates of the tasks done by as_of."},
+        "remaining_points": _NUMBER,
+        "completion_percentage": {**_PERCENT, "description": "completed_points of committed_points; 0 if none."},
+        "days_total": {"type": "integer", "minimum": 1},
+        "days_elapsed": _DAYS,
+        "days_remaining": _DAYS,
+        "days_past_end": _DAYS,
+        "on_track": {"type": "boolean", "description": "As in the burndown."},
+    },
+    "required": [
+        "sprint_id",
+        "status",
+        "as_of",
+        "total_tasks",
+        "tasks_by_status",
+        "committed_points",
+        "completed_points",
+        "remaining_points",
+        "completion_percentage",
+        "days_total",
+        "days_elapsed",
+        "days_remaining",
+        "days_past_end",
+        "on_track",
     ],
 }
