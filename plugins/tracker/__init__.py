@@ -59,6 +59,7 @@ def routes(store: Store, settings: TrackerSettings) -> list[tuple[str, object]]:
         (f"{s}/{{sprint_id}}/burndown", http.ReportResource("sprint_id", sprints.burndown)),
         (f"{s}/{{sprint_id}}/progress", http.ReportResource("sprint_id", sprints.progress)),
         (t, http.CollectionResource(tasks, t, once)),
+        (f"{t}/batch", http.BatchResource(tasks, t, once)),
         (f"{t}/{{task_id}}", http.ItemResource(tasks, "task_id")),
         (f"{t}/{{task_id}}/comments", http.CommentsResource(comments, t, once)),
         (f"{t}/{{task_id}}/comments/{{comment_id}}", http.CommentResource(comments)),

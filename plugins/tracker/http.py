@@ -35,8 +35,9 @@ from .errors import (
 )
 from .listing import Page
 from .records import Collection
-from .schemas import ITEM_PATCH
+from .schemas import ITEM_PATCH, TASK_BATCH
 from .store import require_possible_id
+from .tasks import Tasks
 from .validation import Schema, ascii_integer, parse_json
 
 JSON_TYPES = ("application/json",)
@@ -298,6 +299,27 @@ class CollectionResource:
             return idempotency.StoredResponse(201, self.collection.render(record), f"{self.prefix}/{record.id}")
 
         send_stored(resp, self.idempotent.run(req, self.collection, body, create))
+
+
+class BatchResource:
+    """``POST /api/v1/tasks/batch``: up to 500 tasks in one transaction, all or none; one write for the limiter."""
+
+    def __init__(self, tasks: Tasks, prefix: str, idempotent: Idempotency) -> None:
+        self.tasks = tasks
+        self.prefix = prefix
+        self.idempotent = idempotent
+        self.schema = Schema(TASK_BATCH)
+
+    @translating
+    def on_post(self, req: Any, resp: Any) -> None:
+        no_params(req)
+        body = read_body(req, self.schema)
+
+        def create() -> idempotency.StoredResponse:
+            created = self.tasks.create_many(body["items"])
+            return idempotency.StoredResponse(201, {"items": self.tasks.render_many(created)})
+
+        send_stored(resp, self.idempotent.run(req, self.tasks, body, create))
 
 
 class ItemResource:

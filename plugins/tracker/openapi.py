@@ -18,6 +18,7 @@ from .schemas import (
     COMMENT,
     ITEM_PATCH,
     ITEM_REORDER,
+    MAX_BATCH,
     PROJECT_METRICS,
     RESOURCES,
     SPRINT_CLOSE,
@@ -26,6 +27,7 @@ from .schemas import (
     STATUS_CHANGE,
     VELOCITY,
     id_schema,
+    task_batch,
 )
 from .sprints import Sprints
 from .tasks import Tasks
@@ -350,6 +352,33 @@ def fragment(prefix: str) -> dict[str, Any]:
         },
     }
     paths.update(comment_paths(t, schemas))
+    schemas["TaskBatch"] = task_batch(_ref("TaskCreate"))
+    schemas["TaskBatchResult"] = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "maxItems": MAX_BATCH, "items": _ref("Task")}},
+        "required": ["items"],
+    }
+    paths[f"{t}/batch"] = {
+        "post": {
+            "operationId": "createTasks",
+            "tags": ["Task"],
+            "summary": "Create up to 500 tasks at once, all or none",
+            "description": (
+                "One transaction: any refused item refuses the batch, with a 422 naming each problem by its "
+                "item (/items/3/title). Items are created in order, so one may depend on an earlier one."
+            ),
+            "parameters": [IDEMPOTENCY_KEY],
+            "requestBody": {"required": True, "content": _json(_ref("TaskBatch"))},
+            "responses": {
+                "201": {
+                    "description": "Every task, created.",
+                    "headers": {"Idempotent-Replayed": _record_response("Task", "")["headers"]["Idempotent-Replayed"]},
+                    "content": _json(_ref("TaskBatchResult")),
+                },
+                **_errors(400, 415, 422),
+            },
+        }
+    }
     return {
         "paths": paths,
         "components": {"schemas": schemas},

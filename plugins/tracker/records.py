@@ -64,21 +64,28 @@ class Collection:
     # -- writing ----------------------------------------------------------------
 
     def create(self, body: Mapping[str, Any]) -> Any:
-        values = {**self.resource.defaults(), **{k: v for k, v in body.items() if v is not None}}
-        values = self.parse(values)
+        values = self.prepare(body)
         with self.store.write() as events:
-            self.check_create(values)
-            now = self.store.clock()
-            record_id = values.get("id")
-            if record_id is not None and self.model.get_or_none(self.model.id == record_id) is not None:
-                raise Conflict(f"{self.label.capitalize()} {record_id} already exists.")
-            try:
-                record = self.model.create(**values, created_at=now, updated_at=now, version=1)
-            except peewee.IntegrityError:
-                # Lost a race with a concurrent create of the same id.
-                raise Conflict(f"{self.label.capitalize()} {record_id} already exists.") from None
-            self.after_create(record, events)
-            events.append((f"{self.label}.created", self.event_payload(record)))
+            return self.insert(values, events)
+
+    def prepare(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A creation body as the values of a new row: defaults for what it leaves out, parsed."""
+        return self.parse({**self.resource.defaults(), **{k: v for k, v in body.items() if v is not None}})
+
+    def insert(self, values: dict[str, Any], events: list[Event]) -> Any:
+        """Create the record ``values`` describe, inside the caller's write transaction."""
+        self.check_create(values)
+        now = self.store.clock()
+        record_id = values.get("id")
+        if record_id is not None and self.model.get_or_none(self.model.id == record_id) is not None:
+            raise Conflict(f"{self.label.capitalize()} {record_id} already exists.", "/id")
+        try:
+            record = self.model.create(**values, created_at=now, updated_at=now, version=1)
+        except peewee.IntegrityError:
+            # Lost a race with a concurrent create of the same id.
+            raise Conflict(f"{self.label.capitalize()} {record_id} already exists.", "/id") from None
+        self.after_create(record, events)
+        events.append((f"{self.label}.created", self.event_payload(record)))
         return record
 
     def patch(self, record_id: str, body: Mapping[str, Any], if_match: frozenset[int] | None) -> Any:

@@ -287,6 +287,17 @@ COMMENT = Resource(
 
 RESOURCES = {r.name: r for r in (PROJECT, SPRINT, TASK, ACTION_LIST, COMMENT)}
 
+#: The most tasks one batch creates.
+MAX_BATCH = 500
+
+
+def task_batch(item: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"items": [...]}``, 1 to :data:`MAX_BATCH` task creation bodies (``item``: the schema, or its $ref)."""
+    return _object({"items": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": item}}, ["items"])
+
+
+TASK_BATCH = task_batch(TASK.create_schema())
+
 STATUS_CHANGE = _object({"status": enum(TASK_STATUSES)}, ["status"])
 SPRINT_START = _object(
     {

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import listing
 from .action_lists import lists_linking, named
-from .errors import Conflict, Invalid, Problem, listed
+from .errors import Conflict, Invalid, Problem, counted, listed
 from .models import Comment, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .projects import health_event
 from .records import Collection, reference, require
 from .schemas import TASK, TASK_PRIORITIES, TASK_STATUSES, id_pattern
 from .store import Event, Store, rfc3339
+from .validation import MAX_PROBLEMS
 from .workflow import DEFAULT_TRANSITIONS, INITIAL, Table, parse_transitions, terminal
 
 #: The default table (the earlier version's), applied on every path that changes a status (PATCH included);
@@ -110,7 +111,7 @@ class Tasks(Collection):
         if sprint.project_id != project_id:
             raise Invalid([Problem("/sprint_id", f"sprint {sprint.id} belongs to project {sprint.project_id}")])
         if sprint.status == "closed":
-            raise Conflict(f"Sprint {sprint.id} is closed; tasks cannot move into it.")
+            raise Conflict(f"Sprint {sprint.id} is closed; tasks cannot move into it.", "/sprint_id")
 
     def _check_dependencies(self, task_id: str, depends_on: list[str]) -> None:
         problems = []
@@ -222,8 +223,54 @@ class Tasks(Collection):
             "status": record.status,
         }
 
+    def create_many(self, bodies: Sequence[Mapping[str, Any]]) -> list[Task]:
+        """Create every task of ``bodies`` in one transaction, or none: a 422 lists each item's problems.
+
+        Items are created in order, so an item may depend on one before it.
+        Each fires ``task.created``; each project touched gets one
+        ``project.health_changed``, after them all.
+        """
+        problems = _repeated_ids(bodies)
+        require(*problems)
+        created: list[Task] = []
+        with self.store.write() as events:
+            for index, body in enumerate(bodies):
+                item_events: list[Event] = []
+                try:
+                    # A savepoint per item: a refused item leaves nothing behind, and on PostgreSQL a failed
+                    # statement does not spoil the transaction the next items are checked in.
+                    with self.store.database.atomic():
+                        created.append(self.insert(self.prepare(body), item_events))
+                except Invalid as error:
+                    problems += [Problem(f"/items/{index}{p.pointer}", p.detail) for p in error.problems]
+                except Conflict as error:
+                    problems.append(Problem(f"/items/{index}{error.pointer}", str(error)))
+                if len(problems) >= MAX_PROBLEMS:
+                    break
+                events.extend(event for event in item_events if event[0] != "project.health_changed")
+            if problems:
+                raise Invalid(
+                    problems[:MAX_PROBLEMS],
+                    f"No task was created: {counted(len({p.pointer.split('/')[2] for p in problems}), 'item')} "
+                    f"{'was' if len(problems) == 1 else 'were'} refused"
+                    + (f"; the first {MAX_PROBLEMS} problems are listed" if len(problems) >= MAX_PROBLEMS else "")
+                    + ".",
+                )
+            events.extend(health_event(project) for project in sorted({t.project_id for t in created}))
+        return created
+
     def change_status(self, task_id: str, status: str, if_match: frozenset[int] | None) -> Task:
         return self.patch(task_id, {"status": status}, if_match)  # type: ignore[no-any-return]
+
+
+def _repeated_ids(bodies: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    first: dict[str, int] = {}
+    problems = []
+    for index, body in enumerate(bodies):
+        if body["id"] in first:
+            problems.append(Problem(f"/items/{index}/id", f"repeats the id of item {first[body['id']]}"))
+        first.setdefault(body["id"], index)
+    return problems
 
 
 def status_events(record: Task, before: str) -> list[Event]:
