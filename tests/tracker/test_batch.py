@@ -85,7 +85,7 @@ def test_a_batch_honours_idempotency_keys(api: Api) -> None:
 
 
 def test_a_batch_is_one_write_for_the_rate_limiter(make_client: Callable[..., falcon.testing.TestClient]) -> None:
-    client = make_client(environ={"APP_RATELIMIT__WRITES": "3/minute"})
+    client = make_client(environ={"APP_RATELIMIT__ANONYMOUS_WRITES": "3/minute"})
     api = Api(client, LifecyclePlugin())
     api.project()
     result = api.post("/tasks/batch", {"items": tasks(200)})
