@@ -60,9 +60,10 @@ class Sprint(Record):
     end_date = peewee.DateField()
     owner = peewee.CharField(max_length=100, null=True)
     status = peewee.CharField(max_length=20)
-    velocity_target_points = peewee.FloatField(null=True)
-    committed_points = peewee.FloatField(null=True)
-    completed_points = peewee.FloatField(null=True)
+    # Double precision on PostgreSQL too (its FLOAT is a 4-byte REAL): points come back as they were written.
+    velocity_target_points = peewee.DoubleField(null=True)
+    committed_points = peewee.DoubleField(null=True)
+    completed_points = peewee.DoubleField(null=True)
     started_at = peewee.DateTimeField(null=True)
     closed_at = peewee.DateTimeField(null=True)
 
@@ -78,7 +79,7 @@ class Task(Record):
     priority = peewee.CharField(max_length=2)
     severity = peewee.CharField(max_length=4, null=True)
     status = peewee.CharField(max_length=20)
-    estimate_points = peewee.FloatField(null=True)
+    estimate_points = peewee.DoubleField(null=True)
     due_at = peewee.DateTimeField(null=True)
     project = peewee.ForeignKeyField(Project, column_name="project_id", backref="tasks")
     sprint = peewee.ForeignKeyField(Sprint, column_name="sprint_id", null=True, backref="tasks")

@@ -349,3 +349,14 @@ def test_events_are_fired_after_commit_with_ids_not_bodies(api: Api) -> None:
     assert names == ["project.health_changed", "task.created"]
     created = dict(api.events)["task.created"]
     assert created == {"task_id": "T-1", "project_id": "P-1", "sprint_id": None, "priority": "p2", "status": "new"}
+
+
+def test_points_come_back_as_they_were_written_on_both_databases(api: Api) -> None:
+    """PostgreSQL's FLOAT was a 4-byte REAL: 1234.5678 came back 1234.5677 (migration 0005)."""
+    api.project()
+    api.sprint(velocity_target_points=98765.4321)
+    for n, points in enumerate((1234.5678, 0.1, 99999.99, 12345.678901, 1e-7)):
+        created = api.task(f"T-{n}", estimate_points=points)
+        assert created["estimate_points"] == points
+        assert api.get(f"/tasks/T-{n}").json["estimate_points"] == points
+    assert api.get("/sprints/S-1").json["velocity_target_points"] == 98765.4321
