@@ -27,6 +27,8 @@ from .store import Store
 from .tasks import Tasks
 
 PREFIX = "/api/v1"
+#: Loading a document writes anything anywhere, as given: an admin's job.
+IMPORT = f"{PREFIX}/import"
 
 
 def routes(store: Store, settings: TrackerSettings) -> list[tuple[str, object]]:
@@ -83,6 +85,8 @@ def routes(store: Store, settings: TrackerSettings) -> list[tuple[str, object]]:
             f"{a}/{{list_id}}/complete",
             http.ActionResource(lists, "list_id", lambda i, body, m: lists.complete(i, m), None, once),
         ),
+        (f"{PREFIX}/export", http.ExportResource(store)),
+        (IMPORT, http.ImportResource(store, once, projects)),
     ]
 
 
@@ -112,6 +116,7 @@ def taskman_openapi() -> dict[str, Any]:
 
 @hookimpl
 def taskman_access(runtime: taskman.Runtime) -> dict[str, str]:
-    """For the auth plugin: reading needs the ``read`` scope, changing anything ``write``."""
+    """For the auth plugin: reading needs the ``read`` scope, changing anything ``write``, importing ``admin``."""
     store = Store(taskman.database, runtime.fire_event)
-    return {template: "by-method" for template, _ in routes(store, runtime.settings(TrackerSettings))}
+    rules = {template: "by-method" for template, _ in routes(store, runtime.settings(TrackerSettings))}
+    return {**rules, IMPORT: "admin"}

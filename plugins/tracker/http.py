@@ -18,7 +18,7 @@ import falcon
 
 from taskman import ValidationProblem
 
-from . import idempotency
+from . import idempotency, transfer
 from .action_lists import ITEM_ID, ActionLists
 from .comments import Caller, Comments
 from .errors import (
@@ -35,12 +35,13 @@ from .errors import (
 )
 from .listing import Page
 from .records import Collection
-from .schemas import ITEM_PATCH, TASK_BATCH
-from .store import require_possible_id
+from .schemas import ITEM_PATCH, TASK_BATCH, id_pattern
+from .store import Store, require_possible_id
 from .tasks import Tasks
 from .validation import Schema, ascii_integer, parse_json
 
 JSON_TYPES = ("application/json",)
+PROJECT_ID = re.compile(id_pattern("P"))
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/json")
 #: A tag of this API: the record's version in quotes.  ``If-Match`` compares strongly (RFC 9110 section
 #: 13.1.1), so a weak tag (``W/"3"``) never matches there; ``If-None-Match`` compares weakly.
@@ -507,3 +508,38 @@ class CommentResource:
         no_params(req)
         self.comments.remove(task_id, comment_id, caller_of(req), versions(req.get_header("If-Match")))
         resp.status = 204
+
+
+class ExportResource:
+    """``GET /api/v1/export``: every record, or one project's (``?project_id=``), as one document."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @translating
+    def on_get(self, req: Any, resp: Any) -> None:
+        no_params(req, "project_id")
+        project_id = req.params.get("project_id")
+        if project_id is not None and (not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id)):
+            raise BadQuery([Problem("project_id", f"must be a project id ({PROJECT_ID.pattern}), given once")])
+        send(resp, transfer.export(self.store, project_id))
+
+
+class ImportResource:
+    """``POST /api/v1/import`` (admin): load an export in one transaction; records already there, equal, are kept."""
+
+    def __init__(self, store: Store, idempotent: Idempotency, collection: Collection) -> None:
+        self.store = store
+        self.idempotent = idempotent
+        self.collection = collection  # whose store the idempotency keys are kept in
+        self.schema = Schema(transfer.IMPORT_SCHEMA)
+
+    @translating
+    def on_post(self, req: Any, resp: Any) -> None:
+        no_params(req)
+        body = read_body(req, self.schema)
+
+        def load() -> idempotency.StoredResponse:
+            return idempotency.StoredResponse(200, transfer.load(self.store, body))
+
+        send_stored(resp, self.idempotent.run(req, self.collection, body, load))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import listing
+from . import listing, transfer
 from .action_lists import ActionLists
 from .comments import Comments
 from .projects import Projects
@@ -352,6 +352,7 @@ def fragment(prefix: str) -> dict[str, Any]:
         },
     }
     paths.update(comment_paths(t, schemas))
+    paths.update(transfer_paths(prefix, schemas))
     schemas["TaskBatch"] = task_batch(_ref("TaskCreate"))
     schemas["TaskBatchResult"] = {
         "type": "object",
@@ -382,7 +383,7 @@ def fragment(prefix: str) -> dict[str, Any]:
     return {
         "paths": paths,
         "components": {"schemas": schemas},
-        "tags": [{"name": n} for n in ("Project", "Sprint", "Task", "ActionList", "Comment")],
+        "tags": [{"name": n} for n in ("Project", "Sprint", "Task", "ActionList", "Comment", "Transfer")],
     }
 
 
@@ -460,5 +461,66 @@ def comment_paths(tasks: str, schemas: dict[str, Any]) -> dict[str, Any]:
                 "parameters": [IF_MATCH],
                 "responses": {"204": {"description": "Deleted."}, **_errors_with_403(400, 404, 412)},
             },
+        },
+    }
+
+
+def transfer_paths(prefix: str, schemas: dict[str, Any]) -> dict[str, Any]:
+    """``GET /export`` and ``POST /import``: one document of every record."""
+    for section in transfer.SECTIONS:
+        schemas[f"{section.resource.name}Record"] = transfer.record_schema(section.resource)
+    schemas["ExportDocument"] = transfer.document_schema(lambda resource: _ref(f"{resource.name}Record"))
+    counts = {
+        "type": "object",
+        "properties": {section.key: {"type": "integer", "minimum": 0} for section in transfer.SECTIONS},
+        "required": [section.key for section in transfer.SECTIONS],
+    }
+    schemas["ImportSummary"] = {
+        "type": "object",
+        "description": "Records written, and records that were there already, equal, by kind.",
+        "properties": {"created": counts, "unchanged": counts},
+        "required": ["created", "unchanged"],
+    }
+    tag = ["Transfer"]
+    project = {
+        "name": "project_id",
+        "in": "query",
+        "required": False,
+        "description": "Export this project only: its sprints, tasks, action lists and their comments.",
+        "schema": id_schema("P"),
+    }
+    return {
+        f"{prefix}/export": {
+            "get": {
+                "operationId": "exportRecords",
+                "tags": tag,
+                "summary": "Every record, or one project's, as one document",
+                "parameters": [project],
+                "responses": {
+                    "200": {"description": "The document.", "content": _json(_ref("ExportDocument"))},
+                    **_errors(400, 404),
+                },
+            }
+        },
+        f"{prefix}/import": {
+            "post": {
+                "operationId": "importRecords",
+                "tags": tag,
+                "summary": "Load an export, all or nothing, keeping statuses and timestamps (admin)",
+                "description": (
+                    "Records are written as given, without replaying the transition table. A record whose id "
+                    "exists already is kept when equal and refuses the import (409) when not, so importing the "
+                    "same document twice changes nothing."
+                ),
+                "parameters": [IDEMPOTENCY_KEY],
+                "requestBody": {"required": True, "content": _json(_ref("ExportDocument"))},
+                "responses": {
+                    "200": {
+                        "description": "What was created and what was there already.",
+                        "content": _json(_ref("ImportSummary")),
+                    },
+                    **_errors(400, 409, 415, 422),
+                },
+            }
         },
     }

@@ -214,7 +214,7 @@ TASK = Resource(
 )
 
 ITEM_ID = id_schema("I")
-ACTION_ITEM = {
+ACTION_ITEM: dict[str, Any] = {
     "type": "object",
     "description": "An item: its text, a task it links, or both. Without an id it gets one from the server.",
     "properties": {
