@@ -34,6 +34,20 @@ from .tasks import Tasks
 
 ERRORS = "#/components/responses/"
 
+#: The tags, lower case as the other plugins' are (health, metrics, openapi): the path segment they cover.
+TAGS = {
+    "Project": ("projects", "Projects, their metrics and velocity."),
+    "Sprint": ("sprints", "Sprints: start, close, burndown and progress."),
+    "Task": ("tasks", "Tasks, their workflow and batches of them."),
+    "ActionList": ("action-lists", "Action lists and their items."),
+    "Comment": ("comments", "Comments on tasks."),
+    "Transfer": ("transfer", "Export every record as one document, and import one."),
+}
+
+
+def _tag(name: str) -> list[str]:
+    return [TAGS[name][0]]
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -147,7 +161,7 @@ def fragment(prefix: str) -> dict[str, Any]:
         schemas[f"{name}Page"] = _page_schema(name)
         base = f"{prefix}/{plural}"
         item = f"{base}/{{{param}}}"
-        tag = [name]
+        tag = _tag(name)
         paths[base] = {
             "get": {
                 "operationId": f"list{name}s",
@@ -168,6 +182,7 @@ def fragment(prefix: str) -> dict[str, Any]:
             "post": {
                 "operationId": f"create{name}",
                 "tags": tag,
+                "summary": f"Create a {singular}",
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": _json(_ref(f"{name}Create"))},
                 "responses": {
@@ -186,6 +201,7 @@ def fragment(prefix: str) -> dict[str, Any]:
             "get": {
                 "operationId": f"get{name}",
                 "tags": tag,
+                "summary": f"One {singular}",
                 "parameters": [IF_NONE_MATCH],
                 "responses": {
                     "200": _record_response(name, "The record."),
@@ -207,7 +223,7 @@ def fragment(prefix: str) -> dict[str, Any]:
             "patch": {
                 "operationId": f"update{name}",
                 "tags": tag,
-                "summary": "JSON Merge Patch (RFC 7386): absent fields stay, null clears",
+                "summary": f"Change a {singular} (JSON Merge Patch: absent fields stay, null clears)",
                 "parameters": [IF_MATCH],
                 "requestBody": {
                     "required": True,
@@ -224,6 +240,8 @@ def fragment(prefix: str) -> dict[str, Any]:
             "delete": {
                 "operationId": f"delete{name}",
                 "tags": tag,
+                "summary": f"Delete a {singular}"
+                + (" (and, with cascade=true, what it holds)" if name == "Project" else ""),
                 "parameters": delete_params,
                 "responses": {"204": {"description": "Deleted."}, **_errors(400, 404, 409, 412)},
             },
@@ -243,7 +261,7 @@ def fragment(prefix: str) -> dict[str, Any]:
     def action(path: str, param: str, id_prefix: str, op: str, result: str, body: str | None, summary: str) -> None:
         operation: dict[str, Any] = {
             "operationId": op,
-            "tags": [result],
+            "tags": _tag(result),
             "summary": summary,
             "parameters": [_path_param(param, id_prefix), IF_MATCH, IDEMPOTENCY_KEY],
             "responses": {
@@ -260,7 +278,7 @@ def fragment(prefix: str) -> dict[str, Any]:
         paths[path] = {
             "get": {
                 "operationId": op,
-                "tags": [tag],
+                "tags": _tag(tag),
                 "summary": summary,
                 "parameters": [_path_param(param, id_prefix)],
                 "responses": {"200": {"description": summary, "content": _json(_ref(schema))}, **_errors(400, 404)},
@@ -333,7 +351,8 @@ def fragment(prefix: str) -> dict[str, Any]:
         "parameters": [_path_param("list_id", "AL"), item_param],
         "patch": {
             "operationId": "updateActionItem",
-            "tags": ["ActionList"],
+            "tags": _tag("ActionList"),
+            "summary": "Change an item (by id, or by position)",
             "parameters": [IF_MATCH],
             "requestBody": {
                 "required": True,
@@ -346,7 +365,8 @@ def fragment(prefix: str) -> dict[str, Any]:
         },
         "delete": {
             "operationId": "deleteActionItem",
-            "tags": ["ActionList"],
+            "tags": _tag("ActionList"),
+            "summary": "Remove an item (by id, or by position)",
             "parameters": [IF_MATCH],
             "responses": {"200": _record_response("ActionList", "The list."), **_errors(400, 404, 412)},
         },
@@ -362,7 +382,7 @@ def fragment(prefix: str) -> dict[str, Any]:
     paths[f"{t}/batch"] = {
         "post": {
             "operationId": "createTasks",
-            "tags": ["Task"],
+            "tags": _tag("Task"),
             "summary": "Create up to 500 tasks at once, all or none",
             "description": (
                 "One transaction: any refused item refuses the batch, with a 422 naming each problem by its "
@@ -383,7 +403,7 @@ def fragment(prefix: str) -> dict[str, Any]:
     return {
         "paths": paths,
         "components": {"schemas": schemas},
-        "tags": [{"name": n} for n in ("Project", "Sprint", "Task", "ActionList", "Comment", "Transfer")],
+        "tags": [{"name": tag, "description": description} for tag, description in TAGS.values()],
     }
 
 
@@ -397,7 +417,7 @@ def comment_paths(tasks: str, schemas: dict[str, Any]) -> dict[str, Any]:
     schemas["CommentCreate"] = COMMENT.create_schema()
     schemas["CommentPatch"] = COMMENT.patch_schema()
     schemas["CommentPage"] = _page_schema("Comment")
-    tag = ["Comment"]
+    tag = _tag("Comment")
     task = _path_param("task_id", "T")
     return {
         f"{tasks}/{{task_id}}/comments": {
@@ -481,7 +501,7 @@ def transfer_paths(prefix: str, schemas: dict[str, Any]) -> dict[str, Any]:
         "properties": {"created": counts, "unchanged": counts},
         "required": ["created", "unchanged"],
     }
-    tag = ["Transfer"]
+    tag = _tag("Transfer")
     project = {
         "name": "project_id",
         "in": "query",
