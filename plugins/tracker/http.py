@@ -522,7 +522,8 @@ class ExportResource:
         project_id = req.params.get("project_id")
         if project_id is not None and (not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id)):
             raise BadQuery([Problem("project_id", f"must be a project id ({PROJECT_ID.pattern}), given once")])
-        send(resp, transfer.export(self.store, project_id))
+        # Not send(): the document's "version" is its format's, no ETag.
+        resp.media = transfer.export(self.store, project_id)
 
 
 class ImportResource:

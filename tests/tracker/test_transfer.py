@@ -346,3 +346,8 @@ def test_from_sqlite_to_postgresql(make_client: Client, database_url: str, tmp_p
     assert load(target, copy.deepcopy(document)).status_code == 200
     assert export(target) == document
     assert load(target, document).json["created"]["tasks"] == 0
+
+
+def test_an_export_has_no_etag(api: Api) -> None:
+    """Its "version" is the format's, not a record's: no ETag says otherwise."""
+    assert "etag" not in api.get("/export").headers
