@@ -26,6 +26,7 @@ MAX_POINTS = 100_000
 MAX_SERIES_DAYS = 3660
 MAX_LIST_ITEMS = 100
 MAX_ACTION_ITEMS = 500
+MAX_VERSION = 1_000_000_000
 
 
 def id_pattern(prefix: str) -> str:
@@ -135,7 +136,9 @@ def _record_fields() -> tuple[Field, ...]:
     return (
         Field("created_at", DATE_TIME, required=True, read_only=True),
         Field("updated_at", DATE_TIME, required=True, read_only=True),
-        Field("version", {"type": "integer", "minimum": 1}, required=True, read_only=True),
+        # An import sets versions as given: bounded well inside a 32-bit INTEGER column, so later writes can
+        # still count up (PostgreSQL's would overflow into a 500 at 2**31).
+        Field("version", {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}, required=True, read_only=True),
     )
 
 

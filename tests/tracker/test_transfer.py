@@ -351,3 +351,15 @@ def test_from_sqlite_to_postgresql(make_client: Client, database_url: str, tmp_p
 def test_an_export_has_no_etag(api: Api) -> None:
     """Its "version" is the format's, not a record's: no ETag says otherwise."""
     assert "etag" not in api.get("/export").headers
+
+
+def test_versions_and_numbers_out_of_range_are_refused_not_stored(api: Api) -> None:
+    for record, pointer in (
+        (project(version=10**30), "/projects/0/version"),
+        (project(version=1_000_000_001), "/projects/0/version"),
+        (project(created_at="9999-12-31T23:00:00-05:00"), "/projects/0/created_at"),
+        (project(name="x\u0000y"), "/projects/0/name"),
+    ):
+        result = load(api, bad(projects=[record]))
+        assert result.status_code == 422 and pointer in problem_pointers(result), result.text
+    assert api.get("/projects").json["items"] == []
