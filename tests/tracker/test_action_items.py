@@ -139,8 +139,8 @@ def test_the_migration_gives_existing_items_ids(database_url: str) -> None:
         migrations = Migrations(db, [("tracker", folder)])
 
         def back_before_item_ids() -> None:
-            while migrations.rollback() != "tracker:0004_action_item_ids":
-                pass  # later migrations first
+            while (name := migrations.rollback()) != "tracker:0004_action_item_ids":
+                assert name is not None, "0004 was never applied"  # later migrations roll back first
 
         migrations.apply()
         back_before_item_ids()
