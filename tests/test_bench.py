@@ -339,6 +339,8 @@ def test_every_case_runs_the_rate_limiter_at_a_rate_one_client_never_reaches(tmp
     env = run.case_env(default, run.base_env(tmp_path, "sqlite:///x.db"), tmp_path)
     assert "ratelimit" not in env["APP_PLUGINS__DISABLE"].split(",")
     assert env["APP_RATELIMIT__READS"] == env["APP_RATELIMIT__WRITES"] == BENCH_RATE
+    # The load sends no token: its calls spend the anonymous budgets.
+    assert env["APP_RATELIMIT__ANONYMOUS_READS"] == env["APP_RATELIMIT__ANONYMOUS_WRITES"] == BENCH_RATE
     assert parse_rate(BENCH_RATE).amount >= 1_000_000  # a million requests an hour: more than any round sends
 
 

@@ -30,7 +30,7 @@ from .validation import ascii_integer, parse_date, parse_date_time
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 #: Parameters every list takes besides its filters.
-PAGING_PARAMETERS = ("limit", "cursor", "sort")
+PAGING_PARAMETERS = ("limit", "cursor", "sort", "count")
 
 Filter = Callable[[str], Any]  # the query value -> a peewee expression; raises ValueError when bad
 
@@ -56,6 +56,9 @@ class ListDefinition:
 class Page:
     rows: list[Any]
     next_cursor: str | None
+    #: How many rows match the filters, on every page: only when asked for (``count=true``), as it costs a
+    #: count of every matching row where a page costs ``limit`` rows.
+    total: int | None = None
 
     @property
     def has_more(self) -> bool:
@@ -84,6 +87,14 @@ def _parse_limit(raw: str | None) -> int:
     if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise BadQuery([Problem("limit", f"must be an integer from 1 to {MAX_LIMIT}")])
     return limit
+
+
+def _parse_flag(raw: str | None, name: str) -> bool:
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise BadQuery([Problem(name, "must be true or false")])
+    return raw == "true"
 
 
 def _parse_sort(raw: str | None, definition: ListDefinition) -> list[tuple[str, bool]]:
@@ -229,10 +240,12 @@ def row_type(model: Any) -> Any:
     return collections.namedtuple(f"{model.__name__}Row", [field.name for field in model._meta.sorted_fields])
 
 
-def list_page(definition: ListDefinition, params: Mapping[str, Any]) -> Page:
+def list_page(definition: ListDefinition, params: Mapping[str, Any], base_query: Any = None) -> Page:
     """Run the list query ``params`` asks for; raise :class:`BadQuery` for anything not understood.
 
-    The page's rows are :func:`row_type` tuples.
+    ``base_query`` (``definition.model.select()`` narrowed by ``where``
+    clauses) selects every field of the model, in its order.  The page's
+    rows are :func:`row_type` tuples.
     """
     unknown = sorted(set(params) - set(definition.filters) - set(PAGING_PARAMETERS))
     if unknown:
@@ -241,9 +254,10 @@ def list_page(definition: ListDefinition, params: Mapping[str, Any]) -> Page:
     values = {name: _single(params, name) for name in params}
     limit = _parse_limit(values.get("limit"))
     sort = _parse_sort(values.get("sort"), definition)
+    counted = _parse_flag(values.get("count"), "count")
     filters = {name: value for name, value in values.items() if name in definition.filters}
 
-    query = definition.model.select()
+    query = base_query if base_query is not None else definition.model.select()
     problems: list[Problem] = []
     for name, value in filters.items():
         try:
@@ -253,6 +267,8 @@ def list_page(definition: ListDefinition, params: Mapping[str, Any]) -> Page:
     if problems:
         raise BadQuery(problems)
 
+    # Counted before the cursor narrows the query: the total is the same on every page of one walk.
+    total = int(query.count()) if counted else None
     keys = _sort_keys(definition, sort)
     fingerprint = _fingerprint(sort, filters)
     if "cursor" in values:
@@ -267,7 +283,7 @@ def list_page(definition: ListDefinition, params: Mapping[str, Any]) -> Page:
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode_cursor(_value_of(rows[-1], definition, sort), fingerprint)
-    return Page(rows, next_cursor)
+    return Page(rows, next_cursor, total)
 
 
 # -- filter builders ------------------------------------------------------------
