@@ -432,8 +432,9 @@ class Webhooks:
     # -- delivery ---------------------------------------------------------------------------
 
     def _lease_seconds(self) -> float:
-        # Beyond the longest exchange, so a live worker never loses its claim mid-delivery.
-        return self.settings.timeout + 30.0
+        # Beyond the longest exchange and its bookkeeping, so a live worker never loses its claim mid-delivery;
+        # short enough that another worker takes over soon after one is killed.
+        return 2 * self.settings.timeout + 5.0
 
     def claim(self) -> tuple[str, str, str] | None:
         """Lease one enabled subscription with a due delivery: ``(id, url, secret)``, or None."""
