@@ -128,7 +128,8 @@ def taskman_access(runtime: taskman.Runtime) -> dict[str, str]:
 
 @hookimpl
 def taskman_openapi(runtime: taskman.Runtime) -> dict[str, Any]:
-    return openapi.fragment((d.kind, d.route, d.tag) for d in _activity_routes(runtime))
+    max_wait = runtime.settings(EventsSettings).max_wait
+    return openapi.fragment(((d.kind, d.route, d.tag) for d in _activity_routes(runtime)), max_wait)
 
 
 @hookimpl

@@ -86,8 +86,8 @@ def _openapi_template(route: str) -> tuple[str, str]:
     return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}", r"{\1}", route), fields[-1]
 
 
-def fragment(activity: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
-    """``activity``: ``(kind, route, tag)`` of each declared activity route."""
+def fragment(activity: Iterable[tuple[str, str, str]], max_wait: int) -> dict[str, Any]:
+    """``activity``: ``(kind, route, tag)`` of each declared activity route; ``max_wait``: ``events.max_wait``."""
     types = {
         "name": "type",
         "in": "query",
@@ -110,7 +110,7 @@ def fragment(activity: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
         "in": "query",
         "required": False,
         "description": "Seconds to wait for an event when there is none yet (a bounded long poll).",
-        "schema": {"type": "integer", "minimum": 0, "maximum": 20, "default": 0},
+        "schema": {"type": "integer", "minimum": 0, "maximum": max_wait, "default": 0},
     }
     paths: dict[str, Any] = {
         FEED_PATH: {

@@ -20,7 +20,7 @@ from tests.sample_plugins import LifecyclePlugin
 from tests.tracker.conftest import Api
 
 #: What every test app of this folder runs with: nothing in the background unless the test runs it.
-QUIET = {"APP_EVENTS__BACKGROUND": "false", "APP_WEBHOOKS__DELIVER": "false"}
+QUIET = {"APP_EVENTS__BACKGROUND": "false", "APP_WEBHOOKS__DELIVER": "false", "APP_EVENTS__MAX_WAIT": "20"}
 
 
 class EventsApi(Api):

@@ -55,7 +55,9 @@ def test_a_tasks_activity_lists_each_change_with_who_and_when(
     assert entries[2]["changes"] == [{"field": "status", "old": "new", "new": "ready"}]
     start = CLOCK_START
     assert start <= parsed(entries[0]["occurred_at"]) < start + datetime.timedelta(hours=1)
-    assert start + datetime.timedelta(hours=2) <= parsed(entries[1]["occurred_at"]) < start + datetime.timedelta(hours=3)
+    assert (
+        start + datetime.timedelta(hours=2) <= parsed(entries[1]["occurred_at"]) < start + datetime.timedelta(hours=3)
+    )
     assert parsed(entries[2]["occurred_at"]) >= start + datetime.timedelta(hours=3)
     assert result.json["has_more"] is False
 

@@ -61,7 +61,7 @@ def test_a_filtered_page_that_is_not_full_moves_the_reader_to_the_newest_event(a
     [
         {"after": "-1"},
         {"after": "١٢"},  # Arabic-Indic digits: int() takes them, this API does not
-        {"after": "１"},  # fullwidth
+        {"after": "\uff11"},  # fullwidth one
         {"after": "1e3"},
         {"after": "1_000"},
         {"after": "9" * 19},

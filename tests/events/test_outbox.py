@@ -85,10 +85,9 @@ def test_a_change_whose_events_cannot_be_recorded_rolls_back_whole(make_api: Cal
 
 def test_a_rolled_back_transaction_leaves_no_event(api: EventsApi) -> None:
     runtime = api.runtime
-    with runtime.activated(), pytest.raises(RuntimeError):
-        with taskman.database.atomic():
-            runtime.record_events([("thing.created", {"thing_id": "X-1"})])
-            raise RuntimeError("rolled back after recording")
+    with runtime.activated(), pytest.raises(RuntimeError), taskman.database.atomic():
+        runtime.record_events([("thing.created", {"thing_id": "X-1"})])
+        raise RuntimeError("rolled back after recording")
     taskman.release_connection(runtime.database)
     assert api.stored() == [] and api.events == []
 

@@ -60,7 +60,9 @@ class Receiver:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
-                got = Received({k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                headers["x-test-client-port"] = str(self.client_address[1])  # which worker sent it (test_servers)
+                got = Received(headers, self.rfile.read(length))
                 with receiver.lock:
                     receiver.received.append(got)
                     answer = receiver.answers.pop(0) if receiver.answers else receiver.default

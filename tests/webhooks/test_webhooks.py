@@ -64,7 +64,7 @@ def test_subscriptions_are_created_listed_changed_and_deleted_and_the_secret_sho
     assert hooks.post("/webhooks", {"url": receiver.url}).headers["location"].startswith("/api/v1/webhooks/wh_")
     item = hooks.get(f"/webhooks/{created['id']}").json
     assert "secret" not in item and item["event_types"] == ["task.*"] and item["enabled"] is True
-    assert [w["id"] for w in hooks.get("/webhooks").json["items"]][0] == created["id"]
+    assert next(w["id"] for w in hooks.get("/webhooks").json["items"]) == created["id"]
     assert all("secret" not in w for w in hooks.get("/webhooks").json["items"])
     changed = hooks.patch(f"/webhooks/{created['id']}", {"enabled": False, "event_types": ["*"]})
     assert changed.status_code == 200 and changed.json["enabled"] is False and changed.json["event_types"] == ["*"]
@@ -95,7 +95,13 @@ def test_a_bad_subscription_is_a_422_naming_the_field(hooks: EventsApi, body: di
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:9/x", "http://localhost/x", "http://10.1.2.3/x", "http://169.254.169.254/latest", "http://[::1]/"],
+    [
+        "http://127.0.0.1:9/x",
+        "http://localhost/x",
+        "http://10.1.2.3/x",
+        "http://169.254.169.254/latest",
+        "http://[::1]/",
+    ],
 )
 def test_private_targets_are_refused_in_production_settings(make_api: Callable[..., EventsApi], url: str) -> None:
     api = make_api(environ={"APP_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "false"})
@@ -106,7 +112,12 @@ def test_private_targets_are_refused_in_production_settings(make_api: Callable[.
 
 def test_the_address_is_checked_again_at_delivery_time() -> None:
     outcome = webhook_sender.post(
-        "https://hooks.example.com/x", b"{}", {}, timeout=2, allow_private=False, resolver=lambda host, port: ["10.0.0.5"]
+        "https://hooks.example.com/x",
+        b"{}",
+        {},
+        timeout=2,
+        allow_private=False,
+        resolver=lambda host, port: ["10.0.0.5"],
     )
     assert outcome.outcome == "refused" and "private" in (outcome.error or "")
     assert webhook_sender.address_problem("93.184.215.14") is None
