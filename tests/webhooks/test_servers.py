@@ -28,6 +28,7 @@ import pytest
 
 from tests.conftest import database_for
 from tests.faults.harness import wait_for
+from tests.helpers import taskman_command
 from tests.servers import ServerLauncher, ServerProcess
 from tests.webhooks.receiver import Received, Receiver
 
@@ -226,3 +227,32 @@ def test_a_worker_killed_mid_delivery_loses_nothing(
         wait_for("every event acknowledged by the listeners", listeners_heard_everything, DEADLINE)
     finally:
         db.close_all()
+
+
+def test_taskman_webhooks_run_delivers_beside_servers_that_do_not(
+    server_launcher: ServerLauncher, database_url: str, receiver: Receiver
+) -> None:
+    server = server_launcher.start(
+        ["--asgi", "--workers", "1"],
+        pythonpath=[],
+        env={**SETTINGS, "APP_DATABASE__URL": database_url, "APP_WEBHOOKS__DELIVER": "false"},
+    )
+    server.wait_for_http("/health/ready", 200)
+    admin = Client(server)
+    status, created = admin.call("POST", "/webhooks", {"url": receiver.url, "event_types": ["project.*"]})
+    assert status == 201, created
+    assert admin.call("POST", "/projects", {"id": "P-1", "name": "A", "mission": "m", "owner": "o"})[0] == 201
+
+    def queued() -> bool:
+        return [d["status"] for d in admin.call("GET", f"/webhooks/{created['id']}/deliveries")[1]["items"]] == [
+            "pending"
+        ]
+
+    wait_for("the server to queue the delivery (and not send it)", queued, DEADLINE)
+    assert receiver.received == []
+    runner = server_launcher.launch(
+        [*taskman_command(), "webhooks", "run"], 0, env={**SETTINGS, "APP_DATABASE__URL": database_url}
+    )
+    wait_for("the delivery by `taskman webhooks run`", lambda: all_delivered(receiver, server), DEADLINE)
+    check_delivered(receiver, created["secret"], walk(server))
+    assert runner.stop(signal.SIGTERM) == 0, runner.log
