@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -251,8 +252,6 @@ class Outbox:
                 taskman.release_connection(self.db)
 
     def _prune_due(self) -> bool:
-        import time
-
         now = time.monotonic()
         if self._last_prune is None or now - self._last_prune >= self.settings.prune_interval:
             self._last_prune = now
@@ -281,7 +280,11 @@ class Outbox:
         now = self.clock()
         lease = stamp(db, now + datetime.timedelta(seconds=self.settings.redeliver_after))
         p = db.param
-        claim = f"SELECT id FROM event_outbox WHERE NOT dispatched AND lease_until < {p} ORDER BY id LIMIT {BATCH}"
+        orphans = f"SELECT id FROM event_outbox WHERE NOT dispatched AND lease_until < {p}"
+        # A plain read first: an idle round never takes SQLite's write lock.
+        if db.execute_sql(f"{orphans} LIMIT 1", (stamp(db, now),)).fetchone() is None:
+            return 0
+        claim = f"{orphans} ORDER BY id LIMIT {BATCH}"
         if is_postgres(db):
             claim += " FOR UPDATE SKIP LOCKED"  # several workers share the work, none takes another's rows
         with write_transaction(db):
@@ -304,6 +307,10 @@ class Outbox:
         db = self.db
         p = db.param
         after: Callable[[], None] | None = None
+        known = db.execute_sql(f"SELECT position FROM event_consumer WHERE name = {p}", (name,)).fetchone()
+        (head,) = db.execute_sql("SELECT COALESCE(MAX(id), 0) FROM event_outbox").fetchone()
+        if known is None or int(head) <= int(known[0]):
+            return 0  # nothing new: no write transaction (and no SQLite write lock) for an idle round
         try:
             with write_transaction(db):
                 lock = " FOR UPDATE SKIP LOCKED" if is_postgres(db) else ""

@@ -88,7 +88,7 @@ class FeedResource:
         if project is not None and not PROJECT_ID.fullmatch(project):
             raise QueryProblem([("project_id", "must be a record id (1 to 50 of A-Z, a-z, 0-9, _ and -)")])
         body = self.page(outbox, after, limit, prefixes, project)
-        if not body["items"] and wait and outbox.waiting.acquire(blocking=False):
+        if not body["items"] and wait and outbox.settings.max_waiting and outbox.waiting.acquire(blocking=False):
             # A bounded long poll: woken when this process commits events, re-read each round for other workers'.
             try:
                 deadline = time.monotonic() + wait

@@ -122,7 +122,7 @@ def add_commands(group: click.Group, webhooks_of: Callable[[taskman.Runtime], We
         taskman.release_connection(runtime.database)
         service.start(concurrency)
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: service._stop.set())
+            signal.signal(sig, lambda *_: service.request_stop())
         click.echo(f"delivering webhooks with {concurrency or service.settings.concurrency} thread(s)", err=True)
         service.run_until_stopped()
         service.stop()

@@ -656,6 +656,11 @@ class Webhooks:
     def wake(self) -> None:
         self._wake.set()
 
+    def request_stop(self) -> None:
+        """Ask the threads to stop (from a signal handler): :meth:`run_until_stopped` returns."""
+        self._stop.set()
+        self._wake.set()
+
     def run_until_stopped(self) -> None:
         while not self._stop.wait(0.5):
             pass
