@@ -8,7 +8,6 @@ delivery rounds itself (the background threads are off here and on in
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -226,7 +225,7 @@ def test_another_4xx_or_a_redirect_fails_that_delivery_and_the_next_goes(hooks: 
     ]
 
 
-def test_a_receiver_never_gets_more_than_its_timeout(make_api: Callable[..., EventsApi]) -> None:
+def test_a_receiver_never_gets_more_than_its_timeout() -> None:
     """A receiver answering a byte at a time (each well within the timeout) is cut off at the total deadline."""
     trickler = Trickler(pause=0.1)
     try:
@@ -304,4 +303,4 @@ def test_the_cli_adds_lists_shows_deliveries_and_removes(
     assert runner.invoke(cli, ["webhooks", "remove", webhook_id]).exit_code == 0
     gone = runner.invoke(cli, ["webhooks", "remove", webhook_id])
     assert gone.exit_code != 0 and "no webhook" in gone.output
-    assert json.loads(json.dumps(runner.invoke(cli, ["webhooks", "list"]).output)) == "no webhooks\n"
+    assert runner.invoke(cli, ["webhooks", "list"]).output == "no webhooks\n"
