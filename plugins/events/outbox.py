@@ -25,8 +25,10 @@ import datetime
 import functools
 import json
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -72,6 +74,22 @@ def _json_default(value: Any) -> Any:
 
 def encode(payload: Mapping[str, Any]) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+def untraced() -> None:
+    """Mark this background thread's work as not to be traced (OpenTelemetry's suppress-instrumentation flag).
+
+    Its polling is not a request: traced, every idle round would be root
+    spans.  Instrumentations that honour the flag (the tracing plugin's SQL
+    spans do) leave it out; without OpenTelemetry this does nothing.
+    """
+    try:
+        from opentelemetry import context
+    except ImportError:  # pragma: no cover - installed with taskman
+        return
+    key = getattr(context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+    if key is not None:
+        context.attach(context.set_value(key, True))
 
 
 @attrs.frozen
@@ -147,6 +165,18 @@ def row_to_event(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+#: Every outbox of this process, made afresh in a forked child (:func:`_after_fork_in_child`).
+_outboxes: weakref.WeakSet[Outbox] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for box in list(_outboxes):
+        box.forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Outbox:
     """One app's outbox: recording, delivery to the listeners, and the background round."""
 
@@ -171,6 +201,21 @@ class Outbox:
         #: Notified whenever this process learns of new events (the feed's long polls wait on it).
         self.news = threading.Condition()
         self.waiting = threading.BoundedSemaphore(max(settings.max_waiting, 1))
+        _outboxes.add(self)
+
+    def forked(self) -> None:
+        """In a forked child: no thread of the parent's runs here, and a lock one of them held stays held.
+
+        Fresh locks and no thread, so the child's own start-up starts its
+        round; the parent's pending acknowledgements are the parent's to write.
+        """
+        self._acks = set()
+        self._acks_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self.news = threading.Condition()
+        self.waiting = threading.BoundedSemaphore(max(self.settings.max_waiting, 1))
 
     @property
     def db(self) -> Any:
@@ -404,6 +449,7 @@ class Outbox:
                 taskman.release_connection(self.db)
 
     def _loop(self) -> None:
+        untraced()
         while not self._stop.is_set():
             self._wake.clear()
             try:

@@ -18,6 +18,7 @@ import concurrent.futures
 import hashlib
 import hmac
 import ipaddress
+import os
 import secrets
 import socket
 import ssl
@@ -127,12 +128,20 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-_lookups = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="taskman-webhooks-dns")
+_lookups: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+
+
+def _lookup_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """This process's resolver threads (a forked child has none of its parent's)."""
+    global _lookups
+    if _lookups is None or _lookups[0] != os.getpid():
+        _lookups = (os.getpid(), concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="taskman-webhooks-dns"))
+    return _lookups[1]
 
 
 def resolve_within(host: str, port: int, timeout: float, resolver: Resolver = resolve) -> list[str]:
     """:func:`resolve`, given at most ``timeout`` seconds (``getaddrinfo`` itself cannot be bounded)."""
-    return _lookups.submit(resolver, host, port).result(timeout=max(timeout, 0.001))
+    return _lookup_pool().submit(resolver, host, port).result(timeout=max(timeout, 0.001))
 
 
 def target_problem(url: str, *, allow_private: bool, timeout: float, resolver: Resolver = resolve) -> str | None:

@@ -26,6 +26,7 @@ import secrets
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -97,6 +98,22 @@ def backoff(attempts: int, base: float, ceiling: float, rng: Callable[[], float]
     """Seconds before attempt ``attempts + 1``: doubling from ``base`` up to ``ceiling``, half of it jitter."""
     delay = min(ceiling, base * 2 ** min(max(attempts - 1, 0), 40))
     return float(delay / 2 + rng() * delay / 2)
+
+
+def untraced() -> None:
+    """Mark this background thread's work as not to be traced (OpenTelemetry's suppress-instrumentation flag).
+
+    Its polling is not a request: traced, every idle round would be root
+    spans.  Instrumentations that honour the flag (the tracing plugin's SQL
+    spans do) leave it out; without OpenTelemetry this does nothing.
+    """
+    try:
+        from opentelemetry import context
+    except ImportError:  # pragma: no cover - installed with taskman
+        return
+    key = getattr(context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+    if key is not None:
+        context.attach(context.set_value(key, True))
 
 
 class NotFound(LookupError):
@@ -173,6 +190,18 @@ def attempt_view(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+#: Every delivery service of this process, made afresh in a forked child (:meth:`Webhooks.forked`).
+_services: weakref.WeakSet[Webhooks] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for service in list(_services):
+        service.forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Webhooks:
     """One app's subscriptions and their delivery."""
 
@@ -195,6 +224,14 @@ class Webhooks:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_prune = 0.0
+        _services.add(self)
+
+    def forked(self) -> None:
+        """In a forked child: none of the parent's threads runs here; the child's start-up starts its own."""
+        self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads = []
 
     @property
     def db(self) -> Any:
@@ -666,6 +703,7 @@ class Webhooks:
             pass
 
     def _loop(self) -> None:
+        untraced()
         while not self._stop.is_set():
             try:
                 busy = self.deliver_next()
