@@ -1,4 +1,4 @@
-"""compression: gzip or brotli response bodies for clients that accept them, with Vary and weakened ETags.
+"""compression: gzip or brotli response bodies for clients that accept them, with Vary; ETags left as they are.
 
 The plain part is Falcon-free: :func:`choose_encoding` negotiates
 ``Accept-Encoding`` (RFC 9110 section 12.5.3: q-values, ``*``,
@@ -167,11 +167,6 @@ def encode(body: bytes, coding: str, *, gzip_level: int = 6, brotli_quality: int
     raise ValueError(f"unsupported content coding {coding!r}")
 
 
-def weak_etag(etag: str) -> str:
-    """``etag`` as a weak validator: the compressed body is a different representation, equivalent in meaning."""
-    return etag if etag.startswith("W/") else f"W/{etag}"
-
-
 class Compressor:
     """The settings, turned into the questions the middleware asks per response."""
 
@@ -245,9 +240,8 @@ class CompressionMiddleware:
         resp.text = None
         resp.data = compressed  # Falcon sets Content-Length from it
         resp.set_header("Content-Encoding", coding)
-        etag = resp.get_header("ETag")
-        if etag is not None:
-            resp.set_header("ETag", weak_etag(etag))
+        # The responder's ETag stays as it is, strong or weak: clients send it back in If-Match, which compares
+        # strongly, and in If-None-Match, and the responder knows only its own tags (docs/compression.md, ETags).
 
     def process_response(self, req: Any, resp: Any, resource: Any, req_succeeded: bool) -> None:
         coding = self._coding_for(req, resp)

@@ -253,7 +253,8 @@ def serve_gunicorn(host: str, port: int, workers: int, config: Config, options: 
     if options is None:
         from taskman.plugins import Plugins
 
-        options = server_options(Plugins.discover(config.plugins.disable), config, "wsgi")
+        plugins = Plugins.discover(config.plugins.disable, folder=config.plugins.directory)
+        options = server_options(plugins, config, "wsgi")
     settings = gunicorn_settings(config.server, options)
 
     def load_app() -> Any:

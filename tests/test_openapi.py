@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -286,6 +287,42 @@ def test_an_undocumented_route_is_reported(make_client: Client, caplog: pytest.L
     assert set(app_routes(client.app)["/secret/{key}"]) == {"GET", "POST"}  # what the meta-test above would catch
     warnings = [r for r in caplog.records if r.getMessage() == "openapi_undocumented_routes"]
     assert warnings and warnings[0].routes == missing  # type: ignore[attr-defined]
+
+
+def test_every_operation_has_a_summary_and_declared_lower_case_tags(client: falcon.testing.TestClient) -> None:
+    """A generated client groups operations by tag and names them by summary: none may go without."""
+    document = fetch_document(client)
+    declared = {tag["name"]: tag for tag in document["tags"]}
+    assert all(re.fullmatch(r"[a-z][a-z-]*", name) for name in declared), sorted(declared)
+    assert all(tag.get("description") for tag in declared.values()), "every tag says what it groups"
+    methods = ("get", "put", "post", "delete", "patch")
+    operations = [(m.upper(), p, item[m]) for p, item in document["paths"].items() for m in methods if m in item]
+    assert len(operations) > 40
+    assert [f"{m} {p}" for m, p, op in operations if not op.get("summary")] == []
+    assert [f"{m} {p}" for m, p, op in operations if not op.get("tags")] == []
+    assert {tag for _, _, op in operations for tag in op["tags"]} == set(declared), "each tag used, and declared"
+
+
+def test_no_response_body_is_an_untyped_object(client: falcon.testing.TestClient) -> None:
+    """Reports (metrics, velocity, burndown, progress) included: a client gets a typed object for every answer."""
+    document = fetch_document(client)
+    schemas = document["components"]["schemas"]
+    untyped = [
+        name
+        for name, schema in schemas.items()
+        if schema.get("type") == "object" and not schema.get("properties") and "allOf" not in schema
+    ]
+    assert untyped == []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for status, response in operation["responses"].items():
+                for media in response.get("content", {}).values():
+                    schema = media.get("schema", {})
+                    assert "$ref" in schema or schema.get("properties") or schema.get("type") != "object", (
+                        f"{method.upper()} {path} {status}"
+                    )
 
 
 #: The plugins that add responses to every operation (taskman_openapi_amend; tested in their own files).

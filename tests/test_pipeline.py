@@ -170,7 +170,7 @@ def test_refused_authentications_are_counted_then_refused_before_any_lookup(make
     client = make_client(
         environ={
             "APP_AUTH__ALLOW_ANONYMOUS": "false",
-            "APP_RATELIMIT__READS": "100/minute",
+            "APP_RATELIMIT__ANONYMOUS_READS": "100/minute",
             "APP_RATELIMIT__AUTH_FAILURES": "3/minute",
         }
     )

@@ -18,6 +18,7 @@ import falcon.testing
 import pytest
 import redis
 from limits.errors import StorageError
+from taskman_plugins.auth import TokenStore
 from taskman_plugins.ratelimit import (
     Decision,
     FailureLog,
@@ -123,6 +124,11 @@ def client_with(make_client: Client, probe: ProbePlugin) -> Callable[..., falcon
 
     def make(**environ: str) -> falcon.testing.TestClient:
         disable = ",".join(filter(None, ["auth", environ.pop("APP_PLUGINS__DISABLE", "")]))
+        # A rate given for tokens is the anonymous callers' too, unless the test sets theirs: most tests here
+        # are about how a budget is spent, whoever spends it.
+        for group in ("READS", "WRITES"):
+            if f"APP_RATELIMIT__{group}" in environ:
+                environ.setdefault(f"APP_RATELIMIT__ANONYMOUS_{group}", environ[f"APP_RATELIMIT__{group}"])
         return make_client(plugins=(probe,), environ={"APP_PLUGINS__DISABLE": disable, **environ})
 
     return make
@@ -324,7 +330,12 @@ def test_a_redis_url_without_the_redis_package_is_a_clear_error(monkeypatch: pyt
 
 def test_the_defaults_are_safe_and_on() -> None:
     settings = RateLimitSettings()
-    assert (settings.reads, settings.writes, settings.storage_url) == ("300/minute", "60/minute", "memory://")
+    assert (settings.reads, settings.writes, settings.storage_url) == ("3000/minute", "1200/minute", "memory://")
+    assert (settings.anonymous_reads, settings.anonymous_writes, settings.auth_failures) == (
+        "300/minute",
+        "60/minute",
+        "30/minute",
+    )
     assert (settings.storage_failure, settings.storage_timeout, settings.key_prefix) == ("open", 0.5, "taskman")
     assert settings.trust_forwarded_for is False
     assert settings.exempt_paths == ("/health", "/metrics")
@@ -449,6 +460,52 @@ def test_anonymous_clients_are_limited_per_address(client_with: Client) -> None:
     assert client.simulate_get("/probe", remote_addr="192.0.2.1").status_code == 200
     assert client.simulate_get("/probe", remote_addr="192.0.2.1").status_code == 429
     assert client.simulate_get("/probe", remote_addr="192.0.2.2").status_code == 200
+
+
+def test_anonymous_callers_have_stricter_budgets_of_their_own(client_with: Client) -> None:
+    client = client_with(
+        APP_RATELIMIT__READS="3/minute",
+        APP_RATELIMIT__WRITES="3/minute",
+        APP_RATELIMIT__ANONYMOUS_READS="1/minute",
+        APP_RATELIMIT__ANONYMOUS_WRITES="1/minute",
+    )
+    anonymous = client.simulate_post("/probe", remote_addr="192.0.2.1")
+    assert anonymous.headers["RateLimit-Limit"] == "1"
+    refused = client.simulate_post("/probe", remote_addr="192.0.2.1")
+    assert refused.status_code == 429
+    assert refused.json["detail"].startswith("Too many writes without a token from this client: the limit is 1 per")
+    assert "Send a token for a larger budget." in refused.json["detail"]
+    assert client.simulate_get("/probe", remote_addr="192.0.2.1").headers["RateLimit-Limit"] == "1"
+    # A token from the same address spends its own, larger budget.
+    token = {PRINCIPAL_HEADER: "tm_a"}
+    answers = [client.simulate_post("/probe", headers=token, remote_addr="192.0.2.1") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["RateLimit-Limit"] == "3"
+    assert answers[3].json["detail"].startswith("Too many writes from this client: the limit is 3 per")
+
+
+def test_a_script_seeding_hundreds_of_records_meets_no_default_limit(make_client: Client) -> None:
+    """The defaults serve a real first user: 400 writes and as many reads in a minute, with a token."""
+    defaults = RateLimitSettings()
+    client = make_client(
+        environ={
+            "APP_AUTH__ALLOW_ANONYMOUS": "false",
+            "APP_RATELIMIT__READS": defaults.reads,
+            "APP_RATELIMIT__WRITES": defaults.writes,
+        }
+    )
+    token, _ = TokenStore().create("seeder", "write")
+    headers = {"Authorization": f"Bearer {token}"}
+    project = {"id": "P-1", "name": "Seed", "mission": "m", "owner": "o"}
+    assert client.simulate_post("/api/v1/projects", json=project, headers=headers).status_code == 201
+    statuses = set()
+    for n in range(400):
+        task = {"id": f"T-{n}", "title": f"Task {n}", "project_id": "P-1"}
+        statuses.add(client.simulate_post("/api/v1/tasks", json=task, headers=headers).status_code)
+        statuses.add(client.simulate_get(f"/api/v1/tasks/T-{n}", headers=headers).status_code)
+    assert statuses == {200, 201}
+    last = client.simulate_get("/api/v1/tasks/T-0", headers=headers)
+    assert int(last.headers["RateLimit-Remaining"]) > 1000
 
 
 def test_tokens_are_limited_per_token_whatever_their_address(client_with: Client) -> None:

@@ -170,7 +170,7 @@ def test_x_forwarded_for_is_trusted_only_from_the_proxies_the_setting_names(
     serve: Callable[..., ProbedServer], flavour: str
 ) -> None:
     """server.forwarded_allow_ips decides the client address for both servers, the access log and the rate limits."""
-    limited = {"APP_RATELIMIT__READS": "2/minute"}
+    limited = {"APP_RATELIMIT__ANONYMOUS_READS": "2/minute"}
     server = serve(asgi=flavour == "asgi", workers=1, environ=limited)
     server.wait_for_http("/health/live", 200)
     # By default nobody is trusted, loopback included: a header cannot pick the address, or a fresh budget.

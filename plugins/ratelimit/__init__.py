@@ -2,7 +2,8 @@
 
 Every routed GET/HEAD (``reads``) and POST/PUT/PATCH/DELETE (``writes``)
 is counted against the caller's budget: the auth principal's token prefix,
-or the client IP for anonymous calls.  Counted responses carry
+or the client IP for anonymous calls, which have stricter budgets of their
+own (``anonymous_reads``, ``anonymous_writes``).  Counted responses carry
 ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``; over
 the limit the answer is a 429 problem with ``Retry-After``.  The work is
 plain Python in :mod:`.core` over the ``limits`` storages of
@@ -19,7 +20,16 @@ import taskman
 from taskman import hookimpl
 
 from .backends import Backend, MemoryBackend, RedisBackend, open_backend
-from .core import Decision, FailureLog, RateLimiter, StorageUnavailableError, group_of, identity_of, is_exempt
+from .core import (
+    Decision,
+    FailureLog,
+    RateLimiter,
+    StorageUnavailableError,
+    budget_of,
+    group_of,
+    identity_of,
+    is_exempt,
+)
 from .middleware import AuthFailureGuard, RateLimitMiddleware
 from .settings import RateLimitSettings, parse_rate
 
@@ -34,6 +44,7 @@ __all__ = [
     "RateLimiter",
     "RedisBackend",
     "StorageUnavailableError",
+    "budget_of",
     "build_middleware",
     "group_of",
     "identity_of",

@@ -23,6 +23,17 @@ from .backends import Backend, Hit
 
 READS = "reads"
 WRITES = "writes"
+#: The groups of requests without a token, counted per client address on budgets of their own.
+ANONYMOUS_READS = "anonymous_reads"
+ANONYMOUS_WRITES = "anonymous_writes"
+_ANONYMOUS = {READS: ANONYMOUS_READS, WRITES: ANONYMOUS_WRITES}
+#: How a refusal names each group.
+GROUP_LABELS = {
+    READS: "reads",
+    WRITES: "writes",
+    ANONYMOUS_READS: "reads without a token",
+    ANONYMOUS_WRITES: "writes without a token",
+}
 #: Refused authentications per client address: a budget of its own, so guessing tokens is slow and cheap.
 AUTH_FAILURES = "auth_failures"
 
@@ -43,6 +54,11 @@ STORAGE_ERRORS = (StorageError, OSError)
 def group_of(method: str) -> str | None:
     """``reads`` for GET and HEAD, ``writes`` for POST, PUT, PATCH and DELETE, else None."""
     return GROUP_OF_METHOD.get(method)
+
+
+def budget_of(identity: str, group: str) -> str:
+    """The budget a request spends: its group for a token, the group's anonymous twin for a client address."""
+    return group if identity.startswith("token:") else _ANONYMOUS.get(group, group)
 
 
 def is_exempt(path: str, prefixes: Iterable[str]) -> bool:

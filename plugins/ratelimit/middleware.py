@@ -19,11 +19,15 @@ import falcon
 from taskman import redact
 
 from .core import (
+    ANONYMOUS_READS,
+    ANONYMOUS_WRITES,
     AUTH_FAILURES,
+    GROUP_LABELS,
     Decision,
     FailureLog,
     RateLimiter,
     StorageUnavailableError,
+    budget_of,
     group_of,
     identity_of,
     is_exempt,
@@ -44,11 +48,12 @@ class RateLimitMiddleware:
         self.unavailable_retry_after = max(1, math.ceil(settings.storage_retry_interval))
 
     def _subject(self, req: Any) -> tuple[str, str] | None:
-        """``(identity, group)`` of a request that is counted, None for one that is not."""
+        """``(identity, budget)`` of a request that is counted, None for one that is not."""
         group = group_of(req.method)
         if group is None or is_exempt(req.path, self.exempt_paths):
             return None
-        return identity_of(getattr(req.context, "auth", None), req.remote_addr), group
+        identity = identity_of(getattr(req.context, "auth", None), req.remote_addr)
+        return identity, budget_of(identity, group)
 
     def process_resource(self, req: Any, resp: Any, resource: Any, params: Any) -> None:
         subject = self._subject(req)
@@ -81,9 +86,10 @@ class RateLimitMiddleware:
         if decision.allowed:
             resp.set_headers(headers)
             return
+        hint = " Send a token for a larger budget." if group in (ANONYMOUS_READS, ANONYMOUS_WRITES) else ""
         raise _too_many(
-            f"Too many {group} from this client: the limit is {self.limiter.rates[group]}. "
-            f"Retry in {decision.retry_after} s.",
+            f"Too many {GROUP_LABELS.get(group, group)} from this client: the limit is {self.limiter.rates[group]}."
+            f"{hint} Retry in {decision.retry_after} s.",
             decision,
         )
 

@@ -80,9 +80,17 @@ def _check_forwarded_for_retired(instance: object, attribute: attrs.Attribute, v
 class RateLimitSettings:
     """Rates per route group, where the counts live and what happens when that storage is unreachable."""
 
-    reads: str = setting("300/minute", "rate of GET and HEAD requests per client (limits' notation)", _check_rate)
+    # Per token: generous, so a script seeding a few hundred records a minute (retries and refusals included)
+    # never meets them; per address without a token: stricter, as anyone may be that caller (docs/ratelimit.md).
+    reads: str = setting("3000/minute", "rate of GET and HEAD requests per token (limits' notation)", _check_rate)
     writes: str = setting(
-        "60/minute", "rate of POST, PUT, PATCH and DELETE requests per client (limits' notation)", _check_rate
+        "1200/minute", "rate of POST, PUT, PATCH and DELETE requests per token (limits' notation)", _check_rate
+    )
+    anonymous_reads: str = setting(
+        "300/minute", "rate of GET and HEAD requests without a token, per client address", _check_rate
+    )
+    anonymous_writes: str = setting(
+        "60/minute", "rate of POST, PUT, PATCH and DELETE requests without a token, per client address", _check_rate
     )
     auth_failures: str = setting(
         "30/minute",
@@ -127,5 +135,7 @@ class RateLimitSettings:
         return {
             "reads": parse_rate(self.reads),
             "writes": parse_rate(self.writes),
+            "anonymous_reads": parse_rate(self.anonymous_reads),
+            "anonymous_writes": parse_rate(self.anonymous_writes),
             "auth_failures": parse_rate(self.auth_failures),
         }

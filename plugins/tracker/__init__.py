@@ -21,6 +21,7 @@ from taskman import hookimpl
 
 from . import http, openapi
 from .action_lists import ActionLists
+from .comments import Comments
 from .models import ActionList, Project, Sprint, Task
 from .projects import Projects
 from .schemas import ACTION_ITEM, ITEM_REORDER, SPRINT_CLOSE, SPRINT_START, STATUS_CHANGE
@@ -30,13 +31,15 @@ from .store import ANY_ID, Store
 from .tasks import Tasks
 
 PREFIX = "/api/v1"
-_NO_TTL = datetime.timedelta(0)
+#: Loading a document writes anything anywhere, as given: an admin's job.
+IMPORT = f"{PREFIX}/import"
 
 
-def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
-    """Every tracker route; also used by :mod:`.openapi` to document them."""
-    once = http.Idempotency(ttl)
-    projects, sprints, tasks, lists = Projects(store), Sprints(store), Tasks(store), ActionLists(store)
+def routes(store: Store, settings: TrackerSettings) -> list[tuple[str, object]]:
+    """Every tracker route, with the app's settings."""
+    once = http.Idempotency(datetime.timedelta(hours=settings.idempotency_ttl_hours))
+    tasks = Tasks(store, settings.transition_table())
+    projects, sprints, lists, comments = Projects(store), Sprints(store), ActionLists(store), Comments(store)
     p, s, t, a = (f"{PREFIX}/{name}" for name in ("projects", "sprints", "tasks", "action-lists"))
     return [
         (p, http.CollectionResource(projects, p, once)),
@@ -60,8 +63,12 @@ def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
             ),
         ),
         (f"{s}/{{sprint_id}}/burndown", http.ReportResource("sprint_id", sprints.burndown)),
+        (f"{s}/{{sprint_id}}/progress", http.ReportResource("sprint_id", sprints.progress)),
         (t, http.CollectionResource(tasks, t, once)),
+        (f"{t}/batch", http.BatchResource(tasks, t, once)),
         (f"{t}/{{task_id}}", http.ItemResource(tasks, "task_id")),
+        (f"{t}/{{task_id}}/comments", http.CommentsResource(comments, t, once)),
+        (f"{t}/{{task_id}}/comments/{{comment_id}}", http.CommentResource(comments)),
         (
             f"{t}/{{task_id}}/status",
             http.ActionResource(
@@ -70,16 +77,20 @@ def routes(store: Store, ttl: datetime.timedelta) -> list[tuple[str, object]]:
         ),
         (a, http.CollectionResource(lists, a, once)),
         (f"{a}/{{list_id}}", http.ItemResource(lists, "list_id")),
-        (f"{a}/{{list_id}}/items", http.ActionResource(lists, "list_id", http.add_item(lists), ACTION_ITEM, once)),
+        (f"{a}/{{list_id}}/items", http.ActionResource(lists, "list_id", lists.add_item, ACTION_ITEM, once)),
         (
             f"{a}/{{list_id}}/items/reorder",
-            http.ActionResource(lists, "list_id", http.reorder_items(lists), ITEM_REORDER, once),
+            http.ActionResource(
+                lists, "list_id", lambda i, body, m: lists.reorder_items(i, body["order"], m), ITEM_REORDER, once
+            ),
         ),
-        (f"{a}/{{list_id}}/items/{{index:int(min=0)}}", http.ItemOfListResource(lists)),
+        (f"{a}/{{list_id}}/items/{{item}}", http.ItemOfListResource(lists)),
         (
             f"{a}/{{list_id}}/complete",
             http.ActionResource(lists, "list_id", lambda i, body, m: lists.complete(i, m), None, once),
         ),
+        (f"{PREFIX}/export", http.ExportResource(store)),
+        (IMPORT, http.ImportResource(store, once, projects)),
     ]
 
 
@@ -98,9 +109,9 @@ def taskman_migrations() -> Path:
 
 @hookimpl
 def taskman_routes(runtime: taskman.Runtime) -> list[tuple[str, object]]:
-    ttl = datetime.timedelta(hours=runtime.settings(TrackerSettings).idempotency_ttl_hours)
     # Models bind to taskman.database, which is this app's database whenever this app serves.
-    return routes(Store(taskman.database, runtime.fire_event, record=runtime.record_events), ttl)
+    store = Store(taskman.database, runtime.fire_event, record=runtime.record_events)
+    return routes(store, runtime.settings(TrackerSettings))
 
 
 @hookimpl
@@ -110,8 +121,10 @@ def taskman_openapi() -> dict[str, Any]:
 
 @hookimpl
 def taskman_access(runtime: taskman.Runtime) -> dict[str, str]:
-    """For the auth plugin: reading needs the ``read`` scope, changing anything ``write``."""
-    return {template: "by-method" for template, _ in routes(Store(taskman.database, runtime.fire_event), _NO_TTL)}
+    """For the auth plugin: reading needs the ``read`` scope, changing anything ``write``, importing ``admin``."""
+    store = Store(taskman.database, runtime.fire_event)
+    rules = {template: "by-method" for template, _ in routes(store, runtime.settings(TrackerSettings))}
+    return {**rules, IMPORT: "admin"}
 
 
 #: The events that make a record's activity: its own changes (derived events, such as

@@ -107,6 +107,28 @@ def burndown(
     }
 
 
+def sprint_progress(tasks_by_status: Mapping[str, int], burndown_report: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a sprint stands: its tasks by status, and the points and days of its burndown's last day.
+
+    The points and days are the burndown's own (same ``as_of``, same
+    definitions), so the two reports never disagree.
+    """
+    counts = {status: int(tasks_by_status.get(status, 0)) for status in TASK_STATUSES}
+    committed = float(burndown_report["total_points"])
+    completed = float(burndown_report["completed_points"])
+    return {
+        "as_of": burndown_report["as_of"],
+        "total_tasks": sum(counts.values()),
+        "tasks_by_status": counts,
+        "committed_points": committed,
+        "completed_points": completed,
+        "remaining_points": burndown_report["remaining_points"],
+        "completion_percentage": round(100.0 * completed / committed, 2) if committed else 0.0,
+        **{key: burndown_report[key] for key in ("days_total", "days_elapsed", "days_remaining", "days_past_end")},
+        "on_track": burndown_report["on_track"],
+    }
+
+
 def velocity(closed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Completed points per closed sprint, oldest first, with their average."""
     sprints = [

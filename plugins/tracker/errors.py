@@ -56,7 +56,19 @@ class NotFound(TrackerError):
 
 
 class Conflict(TrackerError):
-    """The request clashes with the current state: duplicate id, active sprint, dependants (409)."""
+    """The request clashes with the current state: duplicate id, active sprint, dependants (409).
+
+    ``pointer`` names the body's field that clashes, where one does (a
+    batch reports it per item).
+    """
+
+    def __init__(self, detail: str, pointer: str = "") -> None:
+        super().__init__(detail)
+        self.pointer = pointer
+
+
+class Forbidden(TrackerError):
+    """The caller may not do this to this record: another author's comment (403)."""
 
 
 class PreconditionFailed(TrackerError):

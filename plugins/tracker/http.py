@@ -18,11 +18,13 @@ import falcon
 
 from taskman import ValidationProblem
 
-from . import idempotency
-from .action_lists import ActionLists, action_item, item_at, reorder
+from . import idempotency, transfer
+from .action_lists import ITEM_ID, ActionLists
+from .comments import Caller, Comments
 from .errors import (
     BadQuery,
     Conflict,
+    Forbidden,
     IdempotencyMismatch,
     Invalid,
     Malformed,
@@ -33,13 +35,17 @@ from .errors import (
 )
 from .listing import Page
 from .records import Collection
-from .schemas import ITEM_PATCH
-from .store import require_possible_id
-from .validation import Schema, parse_json
+from .schemas import ITEM_PATCH, TASK_BATCH, id_pattern
+from .store import Store, require_possible_id
+from .tasks import Tasks
+from .validation import Schema, ascii_integer, parse_json
 
 JSON_TYPES = ("application/json",)
+PROJECT_ID = re.compile(id_pattern("P"))
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/json")
-_ETAG_VERSION = re.compile(r'(?:W/)?"([0-9]{1,18})"')
+#: A tag of this API: the record's version in quotes.  ``If-Match`` compares strongly (RFC 9110 section
+#: 13.1.1), so a weak tag (``W/"3"``) never matches there; ``If-None-Match`` compares weakly.
+_ETAG_VERSION = re.compile(r'"([0-9]{1,18})"')
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 
@@ -75,6 +81,8 @@ def http_error(error: TrackerError) -> falcon.HTTPError:
         return falcon.HTTPNotFound(description=str(error))
     if isinstance(error, Conflict):
         return falcon.HTTPConflict(description=str(error))
+    if isinstance(error, Forbidden):
+        return falcon.HTTPForbidden(description=str(error))
     if isinstance(error, PreconditionFailed):
         return _Stale(error)
     if isinstance(error, IdempotencyMismatch):
@@ -134,19 +142,43 @@ def caller(req: Any) -> str | None:
     return name if isinstance(name, str) else str(principal)
 
 
+def caller_of(req: Any) -> Caller:
+    """The caller as the comment rules see them: a name, and whether an admin.
+
+    An admin is a principal that ``allows("admin")`` (the auth plugin's) or
+    lists ``admin`` among its ``scopes``; a request without a principal is
+    anonymous and never an admin, whatever scopes anonymous access grants.
+    """
+    principal = getattr(req.context, "auth", None)
+    if principal is None:
+        return Caller(None)
+    allows = getattr(principal, "allows", None)
+    admin = bool(allows("admin")) if callable(allows) else "admin" in (getattr(principal, "scopes", None) or ())
+    return Caller(caller(req), admin)
+
+
 def checked_id(collection: Collection, record_id: str) -> str:
     """A path's record id, refused with 404 before anything else uses it when no record can have it."""
     require_possible_id(record_id, collection.label.replace("_", " ").capitalize())
     return record_id
 
 
-def versions(header: str | None) -> frozenset[int] | None:
-    """The versions an ``If-Match`` header names; None when absent or ``*`` (any current version)."""
+def versions(header: str | None, *, weak: bool = False) -> frozenset[int] | None:
+    """The versions an ``If-Match`` header names; None when absent or ``*`` (any current version).
+
+    ``If-Match`` uses the strong comparison (RFC 9110 section 13.1.1): a weak
+    tag names no version, so ``If-Match: W/"3"`` fails like a stale tag
+    does.  ``weak=True`` is the weak comparison ``If-None-Match`` uses, where
+    ``W/"3"`` and ``"3"`` both name version 3.
+    """
     if header is None or header.strip() == "*":
         return None
     found = set()
     for tag in header.split(","):
-        match = _ETAG_VERSION.fullmatch(tag.strip())
+        tag = tag.strip()
+        if weak:
+            tag = tag.removeprefix("W/")
+        match = _ETAG_VERSION.fullmatch(tag)
         if match:
             found.add(int(match.group(1)))
     return frozenset(found)
@@ -184,18 +216,30 @@ def send(resp: Any, body: Mapping[str, Any], status: int = 200, *, location: str
 
 
 def send_page(req: Any, resp: Any, collection: Collection, page: Page) -> None:
-    send(
-        resp,
-        {
-            "items": [collection.render(row) for row in page.rows],
-            "next_cursor": page.next_cursor,
-            "has_more": page.has_more,
-        },
-    )
+    body: dict[str, Any] = {
+        "items": collection.render_many(page.rows),
+        "next_cursor": page.next_cursor,
+        "has_more": page.has_more,
+    }
+    if page.total is not None:
+        body["total"] = page.total
+    send(resp, body)
     if page.next_cursor:
         params = {k: v for k, v in req.params.items() if k != "cursor"}
         params["cursor"] = page.next_cursor
         resp.append_header("Link", f'<{req.path}?{urlencode(params)}>; rel="next"')
+
+
+def send_conditional(req: Any, resp: Any, record: Mapping[str, Any]) -> None:
+    """A read of one record: 304 when ``If-None-Match`` names its version."""
+    if_none_match = req.get_header("If-None-Match")
+    if if_none_match is not None:
+        named = versions(if_none_match, weak=True)
+        if named is None or record["version"] in named:
+            resp.status = 304
+            resp.set_header("ETag", etag(record["version"]))
+            return
+    send(resp, record)
 
 
 def send_stored(resp: Any, stored: idempotency.StoredResponse) -> None:
@@ -258,28 +302,43 @@ class CollectionResource:
         send_stored(resp, self.idempotent.run(req, self.collection, body, create))
 
 
+class BatchResource:
+    """``POST /api/v1/tasks/batch``: up to 500 tasks in one transaction, all or none; one write for the limiter."""
+
+    def __init__(self, tasks: Tasks, prefix: str, idempotent: Idempotency) -> None:
+        self.tasks = tasks
+        self.prefix = prefix
+        self.idempotent = idempotent
+        self.schema = Schema(TASK_BATCH)
+
+    @translating
+    def on_post(self, req: Any, resp: Any) -> None:
+        no_params(req)
+        body = read_body(req, self.schema)
+
+        def create() -> idempotency.StoredResponse:
+            created = self.tasks.create_many(body["items"])
+            return idempotency.StoredResponse(201, {"items": self.tasks.render_many(created)})
+
+        send_stored(resp, self.idempotent.run(req, self.tasks, body, create))
+
+
 class ItemResource:
-    """``GET``, ``PATCH`` (JSON Merge Patch) and ``DELETE`` on ``/api/v1/<things>/{id}``."""
+    """``GET``, ``PUT`` (replace), ``PATCH`` (JSON Merge Patch) and ``DELETE`` on ``/api/v1/<things>/{id}``."""
 
     def __init__(self, collection: Collection, id_param: str, *, cascade: bool = False) -> None:
         self.collection = collection
         self.id_param = id_param
         self.cascade = cascade
         self.patch_schema = Schema(collection.resource.patch_schema())
+        # A replacement is checked exactly as a creation is: read-only fields are refused alike.
+        self.put_schema = Schema(collection.resource.create_schema())
 
     @translating
     def on_get(self, req: Any, resp: Any, **params: str) -> None:
         record_id = checked_id(self.collection, params[self.id_param])
         no_params(req)
-        record = self.collection.read(record_id)
-        if_none_match = req.get_header("If-None-Match")
-        if if_none_match is not None:
-            named = versions(if_none_match)
-            if named is None or record["version"] in named:
-                resp.status = 304
-                resp.set_header("ETag", etag(record["version"]))
-                return
-        send(resp, record)
+        send_conditional(req, resp, self.collection.read(record_id))
 
     @translating
     def on_patch(self, req: Any, resp: Any, **params: str) -> None:
@@ -287,6 +346,14 @@ class ItemResource:
         no_params(req)
         body = read_body(req, self.patch_schema, types=MERGE_PATCH_TYPES)
         record = self.collection.patch(record_id, body, versions(req.get_header("If-Match")))
+        send(resp, self.collection.render(record))
+
+    @translating
+    def on_put(self, req: Any, resp: Any, **params: str) -> None:
+        record_id = checked_id(self.collection, params[self.id_param])
+        no_params(req)
+        body = read_body(req, self.put_schema)
+        record = self.collection.replace(record_id, body, versions(req.get_header("If-Match")))
         send(resp, self.collection.render(record))
 
     @translating
@@ -346,56 +413,134 @@ class ReportResource:
 
 
 class ItemOfListResource:
-    """``PATCH`` and ``DELETE`` on ``/action-lists/{id}/items/{index}``."""
+    """``PATCH`` and ``DELETE`` on ``/action-lists/{id}/items/{item}``: an item by its id, or by its position."""
 
     def __init__(self, lists: ActionLists) -> None:
         self.lists = lists
         self.schema = Schema(ITEM_PATCH)
 
-    def _check(self, req: Any, list_id: str) -> None:
+    def _ref(self, list_id: str, item: str) -> int | str:
         checked_id(self.lists, list_id)
-        # Falcon's int converter takes what int() takes: other scripts' digits, "+5", "1_0". Here only
-        # ASCII digits are a number, as everywhere in this API.
-        segment = req.path.rpartition("/")[2]
-        if not (segment.isascii() and segment.isdigit()):
+        if ITEM_ID.fullmatch(item):
+            return item
+        # A position is ASCII digits, as every number in this API (int() would take other scripts' digits, "+5").
+        index = ascii_integer(item, 4)
+        if index is None:
             raise NotFound("No resource matches this path.")
+        return index
 
     @translating
-    def on_patch(self, req: Any, resp: Any, list_id: str, index: int) -> None:
-        self._check(req, list_id)
+    def on_patch(self, req: Any, resp: Any, list_id: str, item: str) -> None:
+        ref = self._ref(list_id, item)
         no_params(req)
         body = read_body(req, self.schema, types=MERGE_PATCH_TYPES)
-
-        def edit(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            item_at(items, index).update(body)
-            return items
-
-        record = self.lists.edit_items(list_id, edit, versions(req.get_header("If-Match")))
+        record = self.lists.update_item(list_id, ref, body, versions(req.get_header("If-Match")))
         send(resp, self.lists.render(record))
 
     @translating
-    def on_delete(self, req: Any, resp: Any, list_id: str, index: int) -> None:
-        self._check(req, list_id)
+    def on_delete(self, req: Any, resp: Any, list_id: str, item: str) -> None:
+        ref = self._ref(list_id, item)
         no_params(req)
-
-        def edit(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            item_at(items, index)
-            return items[:index] + items[index + 1 :]
-
-        record = self.lists.edit_items(list_id, edit, versions(req.get_header("If-Match")))
+        record = self.lists.delete_item(list_id, ref, versions(req.get_header("If-Match")))
         send(resp, self.lists.render(record))
 
 
-def add_item(lists: ActionLists) -> Callable[..., Any]:
-    def act(record_id: str, body: Any, if_match: frozenset[int] | None) -> Any:
-        item = action_item(body)
-        return lists.edit_items(record_id, lambda items: [*items, item], if_match)
+class CommentsResource:
+    """``GET`` (a page) and ``POST`` (write one) on ``/api/v1/tasks/{task_id}/comments``."""
 
-    return act
+    def __init__(self, comments: Comments, prefix: str, idempotent: Idempotency) -> None:
+        self.comments = comments
+        self.prefix = prefix
+        self.idempotent = idempotent
+        self.create_schema = Schema(comments.resource.create_schema())
+
+    @translating
+    def on_get(self, req: Any, resp: Any, task_id: str) -> None:
+        require_possible_id(task_id, "Task")
+        with self.comments.store.read():
+            send_page(req, resp, self.comments, self.comments.page_of(task_id, req.params))
+
+    @translating
+    def on_post(self, req: Any, resp: Any, task_id: str) -> None:
+        require_possible_id(task_id, "Task")
+        no_params(req)
+        body = read_body(req, self.create_schema)
+        author = caller_of(req)
+
+        def create() -> idempotency.StoredResponse:
+            comment = self.comments.add(task_id, body, author)
+            location = f"{self.prefix}/{task_id}/comments/{comment.id}"
+            return idempotency.StoredResponse(201, self.comments.render(comment), location)
+
+        send_stored(resp, self.idempotent.run(req, self.comments, body, create))
 
 
-def reorder_items(lists: ActionLists) -> Callable[..., Any]:
-    def act(record_id: str, body: Any, if_match: frozenset[int] | None) -> Any:
-        return lists.edit_items(record_id, lambda items: reorder(items, body["order"]), if_match)
+class CommentResource:
+    """``GET``, ``PATCH`` (the author or an admin) and ``DELETE`` on ``/api/v1/tasks/{task_id}/comments/{id}``."""
 
-    return act
+    def __init__(self, comments: Comments) -> None:
+        self.comments = comments
+        self.patch_schema = Schema(comments.resource.patch_schema())
+
+    @staticmethod
+    def _ids(task_id: str, comment_id: str) -> None:
+        require_possible_id(task_id, "Task")
+        require_possible_id(comment_id, "Comment")
+
+    @translating
+    def on_get(self, req: Any, resp: Any, task_id: str, comment_id: str) -> None:
+        self._ids(task_id, comment_id)
+        no_params(req)
+        send_conditional(req, resp, self.comments.read_of(task_id, comment_id))
+
+    @translating
+    def on_patch(self, req: Any, resp: Any, task_id: str, comment_id: str) -> None:
+        self._ids(task_id, comment_id)
+        no_params(req)
+        body = read_body(req, self.patch_schema, types=MERGE_PATCH_TYPES)
+        if_match = versions(req.get_header("If-Match"))
+        comment = self.comments.edit(task_id, comment_id, body, caller_of(req), if_match)
+        send(resp, self.comments.render(comment))
+
+    @translating
+    def on_delete(self, req: Any, resp: Any, task_id: str, comment_id: str) -> None:
+        self._ids(task_id, comment_id)
+        no_params(req)
+        self.comments.remove(task_id, comment_id, caller_of(req), versions(req.get_header("If-Match")))
+        resp.status = 204
+
+
+class ExportResource:
+    """``GET /api/v1/export``: every record, or one project's (``?project_id=``), as one document."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @translating
+    def on_get(self, req: Any, resp: Any) -> None:
+        no_params(req, "project_id")
+        project_id = req.params.get("project_id")
+        if project_id is not None and (not isinstance(project_id, str) or not PROJECT_ID.fullmatch(project_id)):
+            raise BadQuery([Problem("project_id", f"must be a project id ({PROJECT_ID.pattern}), given once")])
+        # Not send(): the document's "version" is its format's, no ETag.
+        resp.media = transfer.export(self.store, project_id)
+
+
+class ImportResource:
+    """``POST /api/v1/import`` (admin): load an export in one transaction; records already there, equal, are kept."""
+
+    def __init__(self, store: Store, idempotent: Idempotency, collection: Collection) -> None:
+        self.store = store
+        self.idempotent = idempotent
+        self.collection = collection  # whose store the idempotency keys are kept in
+        self.schema = Schema(transfer.IMPORT_SCHEMA)
+
+    @translating
+    def on_post(self, req: Any, resp: Any) -> None:
+        no_params(req)
+        body = read_body(req, self.schema)
+
+        def load() -> idempotency.StoredResponse:
+            return idempotency.StoredResponse(200, transfer.load(self.store, body))
+
+        send_stored(resp, self.idempotent.run(req, self.collection, body, load))

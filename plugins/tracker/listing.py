@@ -27,7 +27,7 @@ from .validation import ascii_integer, parse_date, parse_date_time
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 #: Parameters every list takes besides its filters.
-PAGING_PARAMETERS = ("limit", "cursor", "sort")
+PAGING_PARAMETERS = ("limit", "cursor", "sort", "count")
 
 Filter = Callable[[str], Any]  # the query value -> a peewee expression; raises ValueError when bad
 
@@ -53,6 +53,9 @@ class ListDefinition:
 class Page:
     rows: list[Any]
     next_cursor: str | None
+    #: How many rows match the filters, on every page: only when asked for (``count=true``), as it costs a
+    #: count of every matching row where a page costs ``limit`` rows.
+    total: int | None = None
 
     @property
     def has_more(self) -> bool:
@@ -81,6 +84,14 @@ def _parse_limit(raw: str | None) -> int:
     if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise BadQuery([Problem("limit", f"must be an integer from 1 to {MAX_LIMIT}")])
     return limit
+
+
+def _parse_flag(raw: str | None, name: str) -> bool:
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise BadQuery([Problem(name, "must be true or false")])
+    return raw == "true"
 
 
 def _parse_sort(raw: str | None, definition: ListDefinition) -> list[tuple[str, bool]]:
@@ -223,6 +234,7 @@ def list_page(definition: ListDefinition, params: Mapping[str, Any], base_query:
     values = {name: _single(params, name) for name in params}
     limit = _parse_limit(values.get("limit"))
     sort = _parse_sort(values.get("sort"), definition)
+    counted = _parse_flag(values.get("count"), "count")
     filters = {name: value for name, value in values.items() if name in definition.filters}
 
     query = base_query if base_query is not None else definition.model.select()
@@ -235,6 +247,8 @@ def list_page(definition: ListDefinition, params: Mapping[str, Any], base_query:
     if problems:
         raise BadQuery(problems)
 
+    # Counted before the cursor narrows the query: the total is the same on every page of one walk.
+    total = int(query.count()) if counted else None
     keys = _sort_keys(definition, sort)
     fingerprint = _fingerprint(sort, filters)
     if "cursor" in values:
@@ -246,7 +260,7 @@ def list_page(definition: ListDefinition, params: Mapping[str, Any], base_query:
     if len(rows) > limit:
         rows = rows[:limit]
         next_cursor = encode_cursor(_value_of(rows[-1], definition, sort), fingerprint)
-    return Page(rows, next_cursor)
+    return Page(rows, next_cursor, total)
 
 
 # -- filter builders ------------------------------------------------------------

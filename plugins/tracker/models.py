@@ -4,7 +4,8 @@ The tables are created by ``migrations/0001_initial.py`` (a frozen copy of
 these definitions, so later changes to this module never rewrite history).
 Lists (tags, labels, assignees, dependencies, items) are stored as JSON
 text for reading; labels, assignees and dependencies are also kept in
-small indexed tables so lists can filter on them exactly.
+small indexed tables so lists can filter on them exactly, and so are the
+tasks action list items link (so that a task knows the lists that link it).
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ class Sprint(Record):
     end_date = peewee.DateField()
     owner = peewee.CharField(max_length=100, null=True)
     status = peewee.CharField(max_length=20)
-    velocity_target_points = peewee.FloatField(null=True)
-    committed_points = peewee.FloatField(null=True)
-    completed_points = peewee.FloatField(null=True)
+    # Double precision on PostgreSQL too (its FLOAT is a 4-byte REAL): points come back as they were written.
+    velocity_target_points = peewee.DoubleField(null=True)
+    committed_points = peewee.DoubleField(null=True)
+    completed_points = peewee.DoubleField(null=True)
     started_at = peewee.DateTimeField(null=True)
     closed_at = peewee.DateTimeField(null=True)
 
@@ -77,7 +79,7 @@ class Task(Record):
     priority = peewee.CharField(max_length=2)
     severity = peewee.CharField(max_length=4, null=True)
     status = peewee.CharField(max_length=20)
-    estimate_points = peewee.FloatField(null=True)
+    estimate_points = peewee.DoubleField(null=True)
     due_at = peewee.DateTimeField(null=True)
     project = peewee.ForeignKeyField(Project, column_name="project_id", backref="tasks")
     sprint = peewee.ForeignKeyField(Sprint, column_name="sprint_id", null=True, backref="tasks")
@@ -138,6 +140,31 @@ class ActionList(Record):
         table_name = "action_list"
 
 
+class ActionItemLink(peewee.Model):  # type: ignore[misc]
+    """Which item of which action list links which task: finds the lists that link a task, by index."""
+
+    action_list = peewee.ForeignKeyField(ActionList, column_name="action_list_id", on_delete="CASCADE")
+    item_id = peewee.CharField(max_length=50)
+    task = peewee.ForeignKeyField(Task, column_name="task_id")
+    action_list_id: str
+    task_id: str
+
+    class Meta:
+        database = database
+        table_name = "action_item_link"
+        primary_key = peewee.CompositeKey("action_list", "item_id")
+
+
+class Comment(Record):
+    id = peewee.CharField(max_length=50, primary_key=True)
+    task = peewee.ForeignKeyField(Task, column_name="task_id", on_delete="CASCADE", backref="comments")
+    task_id: str
+    #: The token's name; None for a comment written without one (auth off, or anonymous access).
+    author = peewee.CharField(max_length=100, null=True)
+    body = peewee.TextField()
+    edited_at = peewee.DateTimeField(null=True)
+
+
 class IdempotencyKey(peewee.Model):  # type: ignore[misc]
     scope = peewee.CharField(max_length=300)
     key = peewee.CharField(max_length=255)
@@ -153,4 +180,15 @@ class IdempotencyKey(peewee.Model):  # type: ignore[misc]
         indexes = ((("scope", "key"), True),)
 
 
-MODELS = (Project, Sprint, Task, TaskLabel, TaskAssignee, TaskDependency, ActionList, IdempotencyKey)
+MODELS = (
+    Project,
+    Sprint,
+    Task,
+    TaskLabel,
+    TaskAssignee,
+    TaskDependency,
+    ActionList,
+    ActionItemLink,
+    Comment,
+    IdempotencyKey,
+)

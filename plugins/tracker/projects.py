@@ -8,8 +8,9 @@ from typing import Any
 import peewee
 
 from . import analytics, listing
+from .action_lists import lists_linking, named
 from .errors import Conflict, counted, listed
-from .models import ActionList, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
+from .models import ActionItemLink, ActionList, Comment, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .records import Collection, not_before, require
 from .schemas import PROJECT, PROJECT_STATUSES
 from .store import Event, iso_date
@@ -49,14 +50,22 @@ class Projects(Collection):
                 raise Conflict(f"Project {record.id} still has {held}; delete with ?cascade=true to remove them too.")
             return
         tasks = Task.select(Task.id).where(Task.project == record.id)
-        for link in (TaskLabel, TaskAssignee):
+        for link in (TaskLabel, TaskAssignee, Comment):
             link.delete().where(link.task.in_(tasks)).execute()
         outside = TaskDependency.select().where(
             TaskDependency.depends_on.in_(tasks) & TaskDependency.task.not_in(tasks)
         )
         if outside.exists():
             raise Conflict(f"Project {record.id} cannot be deleted: tasks of other projects depend on its tasks.")
+        own_lists = ActionList.select(ActionList.id).where(ActionList.project == record.id)
+        linking = lists_linking(tasks, except_lists=own_lists)
+        if linking:
+            raise Conflict(
+                f"Project {record.id} cannot be deleted: {named(linking)} of another project links its tasks; "
+                "unlink the items first."
+            )
         TaskDependency.delete().where(TaskDependency.task.in_(tasks)).execute()
+        ActionItemLink.delete().where(ActionItemLink.action_list.in_(own_lists)).execute()
         ActionList.delete().where(ActionList.project == record.id).execute()
         # Action lists of other projects may point at this project's sprints: they keep their own project.
         ActionList.update(sprint=None).where(

@@ -9,7 +9,7 @@ queues its events, which fire only once the transaction has committed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import peewee
@@ -67,39 +67,75 @@ class Collection:
     def render(self, record: Any) -> dict[str, Any]:
         return render(self.resource, record)
 
+    def render_many(self, records: Sequence[Any]) -> list[dict[str, Any]]:
+        """A page's representations; a collection whose rendering reads more rows reads them once per page."""
+        return [self.render(record) for record in records]
+
     # -- writing ----------------------------------------------------------------
 
     def create(self, body: Mapping[str, Any]) -> Any:
-        values = {**self.resource.defaults(), **{k: v for k, v in body.items() if v is not None}}
-        values = self.parse(values)
+        values = self.prepare(body)
         with self.store.write() as events:
-            self.check_create(values)
-            now = self.store.clock()
-            record_id = values.get("id")
-            if record_id is not None and self.model.get_or_none(self.model.id == record_id) is not None:
-                raise Conflict(f"{self.label.capitalize()} {record_id} already exists.")
-            try:
-                record = self.model.create(**values, created_at=now, updated_at=now, version=1)
-            except peewee.IntegrityError:
-                # Lost a race with a concurrent create of the same id.
-                raise Conflict(f"{self.label.capitalize()} {record_id} already exists.") from None
-            self.after_create(record, events)
-            # Ids, not bodies: a creation's activity entry says who and when; the record itself says what.
-            events.append((f"{self.label}.created", self.event_payload(record)))
+            return self.insert(values, events)
+
+    def prepare(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A creation body as the values of a new row: defaults for what it leaves out, parsed."""
+        return self.parse({**self.resource.defaults(), **{k: v for k, v in body.items() if v is not None}})
+
+    def insert(self, values: dict[str, Any], events: list[Event]) -> Any:
+        """Create the record ``values`` describe, inside the caller's write transaction."""
+        self.check_create(values)
+        now = self.store.clock()
+        record_id = values.get("id")
+        if record_id is not None and self.model.get_or_none(self.model.id == record_id) is not None:
+            raise Conflict(f"{self.label.capitalize()} {record_id} already exists.", "/id")
+        try:
+            record = self.model.create(**values, created_at=now, updated_at=now, version=1)
+        except peewee.IntegrityError:
+            # Lost a race with a concurrent create of the same id.
+            raise Conflict(f"{self.label.capitalize()} {record_id} already exists.", "/id") from None
+        self.after_create(record, events)
+        # Ids, not bodies: a creation's activity entry says who and when; the record itself says what.
+        events.append((f"{self.label}.created", self.event_payload(record)))
         return record
 
     def patch(self, record_id: str, body: Mapping[str, Any], if_match: frozenset[int] | None) -> Any:
         with self.store.write() as events:
             record = self.store.lock(self.model, record_id, self.label.capitalize())
             check_version(record, if_match)
-            current = self.current_values(record)
-            merged = {**current, **self.parse(dict(body))}
-            self.check_merged(record, merged)
-            changes = {name: value for name, value in merged.items() if value != current.get(name)}
-            changes = self.check_changes(record, changes)
-            if changes:
-                self.apply(record, changes, events)
+            self._update(record, body, events)
         return record
+
+    def replace(self, record_id: str, body: Mapping[str, Any], if_match: frozenset[int] | None) -> Any:
+        """``PUT``: the record becomes ``body`` (a creation body); what it leaves out goes back to its default.
+
+        The fields a record keeps for life (its id, its project) must be sent
+        as they are; the rules, the transition table included, are those of
+        a ``PATCH`` that sends every field.
+        """
+        with self.store.write() as events:
+            record = self.store.lock(self.model, record_id, self.label.capitalize())
+            check_version(record, if_match)
+            kept = {f.name for f in self.resource.writable if f.immutable}
+            require(
+                *(
+                    Problem(f"/{name}", f"cannot change: it is {getattr(record, name)}")
+                    for name in sorted(kept & set(body))
+                    if body[name] != getattr(record, name)
+                )
+            )
+            full = {**self.resource.defaults(), **{k: v for k, v in body.items() if k not in kept}}
+            self._update(record, {k: v for k, v in full.items() if k not in kept}, events)
+        return record
+
+    def _update(self, record: Any, body: Mapping[str, Any], events: list[Event]) -> None:
+        current = self.current_values(record)
+        merged = {**current, **self.parse(dict(body))}
+        self.check_merged(record, merged)
+        changes = {name: value for name, value in merged.items() if value != current.get(name)}
+        changes = self.check_changes(record, changes)
+        if changes:
+            self.apply(record, changes, events)
 
     def apply(self, record: Any, changes: Mapping[str, Any], events: list[Event]) -> None:
         """Write ``changes`` as the next version of ``record`` and queue the events they cause."""

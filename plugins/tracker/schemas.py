@@ -26,6 +26,7 @@ MAX_POINTS = 100_000
 MAX_SERIES_DAYS = 3660
 MAX_LIST_ITEMS = 100
 MAX_ACTION_ITEMS = 500
+MAX_VERSION = 1_000_000_000
 
 
 def id_pattern(prefix: str) -> str:
@@ -66,6 +67,8 @@ class Field:
     #: Given at creation only (ids, parents that cannot change).
     immutable: bool = False
     description: str = ""
+    #: The field's schema in the representation, when it differs from what a body sends (derived parts).
+    output: Mapping[str, Any] | None = None
 
     @property
     def nullable(self) -> bool:
@@ -94,7 +97,7 @@ class Resource:
         return _object({f.name: _maybe_null(f, f.nullable) for f in fields}, [])
 
     def output_schema(self) -> dict[str, Any]:
-        properties = {f.name: _maybe_null(f, f.nullable) for f in self.fields}
+        properties = {f.name: _maybe_null(f, f.nullable, output=True) for f in self.fields}
         return _object(properties, [f.name for f in self.fields], closed=False)
 
     def defaults(self) -> dict[str, Any]:
@@ -105,8 +108,8 @@ def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
 
 
-def _maybe_null(field: Field, nullable: bool) -> dict[str, Any]:
-    schema = dict(field.schema)
+def _maybe_null(field: Field, nullable: bool, *, output: bool = False) -> dict[str, Any]:
+    schema = dict(field.output if output and field.output is not None else field.schema)
     if field.description:
         schema["description"] = field.description
     if field.read_only:
@@ -133,7 +136,9 @@ def _record_fields() -> tuple[Field, ...]:
     return (
         Field("created_at", DATE_TIME, required=True, read_only=True),
         Field("updated_at", DATE_TIME, required=True, read_only=True),
-        Field("version", {"type": "integer", "minimum": 1}, required=True, read_only=True),
+        # An import sets versions as given: bounded well inside a 32-bit INTEGER column, so later writes can
+        # still count up (PostgreSQL's would overflow into a 500 at 2**31).
+        Field("version", {"type": "integer", "minimum": 1, "maximum": MAX_VERSION}, required=True, read_only=True),
     )
 
 
@@ -211,11 +216,34 @@ TASK = Resource(
     ),
 )
 
-ACTION_ITEM = {
+ITEM_ID = id_schema("I")
+ACTION_ITEM: dict[str, Any] = {
     "type": "object",
-    "properties": {"text": text(1000), "done": {"type": "boolean", "default": False}},
-    "required": ["text"],
+    "description": "An item: its text, a task it links, or both. Without an id it gets one from the server.",
+    "properties": {
+        "id": {**ITEM_ID, "description": "Kept when given (unique in the list); chosen by the server otherwise."},
+        "text": text(1000),
+        "done": {"type": "boolean", "default": False},
+        "task_id": {**id_schema("T"), "description": "A task that exists: the item shows its title and status."},
+    },
     "additionalProperties": False,
+}
+LINKED_TASK = {
+    "type": ["object", "null"],
+    "description": "The linked task as it is now; null for a text item.",
+    "properties": {"title": text(500), "status": enum(TASK_STATUSES)},
+    "required": ["title", "status"],
+}
+ACTION_ITEM_OUT = {
+    "type": "object",
+    "properties": {
+        "id": ITEM_ID,
+        "text": {"type": ["string", "null"], "maxLength": 1000},
+        "done": {"type": "boolean"},
+        "task_id": {"type": ["string", "null"], "pattern": id_pattern("T"), "maxLength": 50},
+        "task": LINKED_TASK,
+    },
+    "required": ["id", "text", "done", "task_id", "task"],
 }
 
 ACTION_LIST = Resource(
@@ -231,12 +259,47 @@ ACTION_LIST = Resource(
         Field("tags", string_set(50), default=[]),
         Field("due_date", DATE),
         Field("completed_at", DATE_TIME, read_only=True),
-        Field("items", {"type": "array", "items": ACTION_ITEM, "maxItems": MAX_ACTION_ITEMS}, default=[]),
+        Field(
+            "items",
+            {"type": "array", "items": ACTION_ITEM, "maxItems": MAX_ACTION_ITEMS},
+            default=[],
+            output={"type": "array", "items": ACTION_ITEM_OUT, "maxItems": MAX_ACTION_ITEMS},
+        ),
         *_record_fields(),
     ),
 )
 
-RESOURCES = {r.name: r for r in (PROJECT, SPRINT, TASK, ACTION_LIST)}
+MAX_COMMENT_LENGTH = 10_000
+
+COMMENT = Resource(
+    "Comment",
+    (
+        Field("id", id_schema("C"), required=True, read_only=True, description="Chosen by the server."),
+        Field("task_id", id_schema("T"), required=True, read_only=True, description="The task it is on."),
+        Field(
+            "author",
+            text(100),
+            read_only=True,
+            description="The name of the token that wrote it; null when written without one.",
+        ),
+        Field("body", text(MAX_COMMENT_LENGTH), required=True),
+        Field("edited_at", DATE_TIME, read_only=True, description="When the body last changed; null if never."),
+        *_record_fields(),
+    ),
+)
+
+RESOURCES = {r.name: r for r in (PROJECT, SPRINT, TASK, ACTION_LIST, COMMENT)}
+
+#: The most tasks one batch creates.
+MAX_BATCH = 500
+
+
+def task_batch(item: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"items": [...]}``, 1 to :data:`MAX_BATCH` task creation bodies (``item``: the schema, or its $ref)."""
+    return _object({"items": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": item}}, ["items"])
+
+
+TASK_BATCH = task_batch(TASK.create_schema())
 
 STATUS_CHANGE = _object({"status": enum(TASK_STATUSES)}, ["status"])
 SPRINT_START = _object(
@@ -258,12 +321,26 @@ SPRINT_CLOSE = _object(
     },
     [],
 )
-ITEM_PATCH = _object({"text": text(1000), "done": {"type": "boolean"}}, [])
+ITEM_PATCH = _object(
+    {
+        "text": {**text(1000), "type": ["string", "null"], "description": "null: none (the item must link a task)."},
+        "done": {"type": "boolean"},
+        "task_id": {**id_schema("T"), "type": ["string", "null"], "description": "null: unlink the task."},
+    },
+    [],
+)
 ITEM_REORDER = _object(
     {
         "order": {
             "type": "array",
-            "items": {"type": "integer", "minimum": 0, "maximum": MAX_ACTION_ITEMS - 1},
+            "description": "Every item once, by id (or, all of them, by index): position i gets the item named i-th.",
+            "items": {
+                "type": ["string", "integer"],
+                "pattern": id_pattern("I"),
+                "maxLength": 50,
+                "minimum": 0,
+                "maximum": MAX_ACTION_ITEMS - 1,
+            },
             "maxItems": MAX_ACTION_ITEMS,
         }
     },
@@ -272,6 +349,65 @@ ITEM_REORDER = _object(
 
 _NUMBER = {"type": "number"}
 _DAYS = {"type": "integer", "minimum": 0}
+_COUNT = {"type": "integer", "minimum": 0}
+_PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
+
+
+def _by_status() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "Tasks in each status (every status, 0 included).",
+        "properties": {status: _COUNT for status in TASK_STATUSES},
+        "required": list(TASK_STATUSES),
+    }
+
+
+PROJECT_METRICS = {
+    "type": "object",
+    "description": "The project's tasks by status and its health: red above 20% blocked, yellow above 10% "
+    "blocked or under 30% done, green otherwise (or with no tasks).",
+    "properties": {
+        "project_id": id_schema("P"),
+        "total_tasks": _COUNT,
+        "tasks_by_status": _by_status(),
+        "completion_percentage": {**_PERCENT, "description": "Done tasks, of all tasks."},
+        "blocked_percentage": {**_PERCENT, "description": "Blocked tasks, of all tasks."},
+        "health_status": enum(("green", "yellow", "red")),
+    },
+    "required": [
+        "project_id",
+        "total_tasks",
+        "tasks_by_status",
+        "completion_percentage",
+        "blocked_percentage",
+        "health_status",
+    ],
+}
+
+VELOCITY = {
+    "type": "object",
+    "description": "Points of each closed sprint, oldest (by end date) first, and the average completed.",
+    "properties": {
+        "project_id": id_schema("P"),
+        "sprints": {
+            "type": "array",
+            "maxItems": 100_000,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "sprint_id": id_schema("S"),
+                    "name": text(200),
+                    "end_date": DATE,
+                    "committed_points": _NUMBER,
+                    "completed_points": _NUMBER,
+                },
+                "required": ["sprint_id", "name", "end_date", "committed_points", "completed_points"],
+            },
+        },
+        "average_completed_points": _NUMBER,
+    },
+    "required": ["project_id", "sprints", "average_completed_points"],
+}
 BURNDOWN = {
     "type": "object",
     "description": (
@@ -327,5 +463,46 @@ BURNDOWN = {
         "actual_burndown_rate",
         "on_track",
         "series",
+    ],
+}
+
+SPRINT_PROGRESS = {
+    "type": "object",
+    "description": (
+        "Where a sprint stands as of the burndown's last day (as_of), with the burndown's definitions: "
+        "committed_points is its total_points, completed_points and remaining_points and the days are those of "
+        "its summary."
+    ),
+    "properties": {
+        "sprint_id": id_schema("S"),
+        "status": enum(SPRINT_STATUSES),
+        "as_of": {**DATE, "description": "The burndown's last day."},
+        "total_tasks": {**_COUNT, "description": "Tasks in the sprint now."},
+        "tasks_by_status": _by_status(),
+        "committed_points": {**_NUMBER, "description": "Estimates of the tasks not dropped (closed: the snapshot)."},
+        "completed_points": {**_NUMBER, "description": "Estimates of the tasks done by as_of."},
+        "remaining_points": _NUMBER,
+        "completion_percentage": {**_PERCENT, "description": "completed_points of committed_points; 0 if none."},
+        "days_total": {"type": "integer", "minimum": 1},
+        "days_elapsed": _DAYS,
+        "days_remaining": _DAYS,
+        "days_past_end": _DAYS,
+        "on_track": {"type": "boolean", "description": "As in the burndown."},
+    },
+    "required": [
+        "sprint_id",
+        "status",
+        "as_of",
+        "total_tasks",
+        "tasks_by_status",
+        "committed_points",
+        "completed_points",
+        "remaining_points",
+        "completion_percentage",
+        "days_total",
+        "days_elapsed",
+        "days_remaining",
+        "days_past_end",
+        "on_track",
     ],
 }

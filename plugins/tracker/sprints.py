@@ -14,7 +14,7 @@ from .models import ActionList, Project, Sprint, Task
 from .records import Collection, not_before, reference, require, sum_points
 from .schemas import SPRINT, SPRINT_STATUSES, id_pattern
 from .store import Event, change, check_version, update_versioned
-from .tasks import TERMINAL
+from .workflow import FINISHED
 
 #: A sprint is a short iteration: a year is already far longer than any cadence.
 MAX_SPRINT_DAYS = 366
@@ -41,6 +41,7 @@ class Sprints(Collection):
         },
         sortable={
             "created_at": listing.Sortable(Sprint.created_at, "datetime"),
+            "updated_at": listing.Sortable(Sprint.updated_at, "datetime"),
             "start_date": listing.Sortable(Sprint.start_date, "date"),
             "end_date": listing.Sortable(Sprint.end_date, "date"),
             "name": listing.Sortable(Sprint.name, "text"),
@@ -154,7 +155,7 @@ class Sprints(Collection):
             now = self.store.clock()
             moved = []
             for task in tasks:
-                if task.status not in TERMINAL:
+                if task.status not in FINISHED:
                     update_versioned(Task, task, {"sprint_id": target}, now)
                     moved.append(task.id)
                     events.append(
@@ -209,10 +210,24 @@ class Sprints(Collection):
     def burndown(self, sprint_id: str) -> dict[str, Any]:
         with self.store.read():
             sprint = self.get(sprint_id)
-            rows = Task.select(Task.estimate_points, Task.status, Task.completed_at).where(
-                (Task.sprint == sprint.id) & (Task.status != "dropped")
+            return self._burndown(sprint)
+
+    def progress(self, sprint_id: str) -> dict[str, Any]:
+        """Task counts by status and the burndown's figures of its last day (docs/tracker.md, Burndown)."""
+        with self.store.read():
+            sprint = self.get(sprint_id)
+            counts: Any = (
+                Task.select(Task.status, peewee.fn.COUNT(Task.id)).where(Task.sprint == sprint.id).group_by(Task.status)
             )
-            points = [(float(r.estimate_points or 0), r.completed_at if r.status == "done" else None) for r in rows]
+            by_status = {status: int(count) for status, count in counts.tuples()}
+            report = self._burndown(sprint)
+        return {"sprint_id": sprint.id, "status": sprint.status, **analytics.sprint_progress(by_status, report)}
+
+    def _burndown(self, sprint: Sprint) -> dict[str, Any]:
+        rows = Task.select(Task.estimate_points, Task.status, Task.completed_at).where(
+            (Task.sprint == sprint.id) & (Task.status != "dropped")
+        )
+        points = [(float(r.estimate_points or 0), r.completed_at if r.status == "done" else None) for r in rows]
         closed = sprint.status == "closed"
         # A sprint closed before its closing time was recorded falls back to its last change.
         as_of = (sprint.closed_at or sprint.updated_at) if closed else self.store.clock()

@@ -3,36 +3,33 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import listing
-from .errors import Conflict, Invalid, Problem, listed
-from .models import Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
+from .action_lists import lists_linking, named
+from .errors import Conflict, Invalid, Problem, counted, listed
+from .models import Comment, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .projects import health_event
 from .records import Collection, reference, require
 from .schemas import TASK, TASK_PRIORITIES, TASK_STATUSES, id_pattern
-from .store import Event, rfc3339
+from .store import Event, Store, rfc3339
+from .validation import MAX_PROBLEMS
+from .workflow import DEFAULT_TRANSITIONS, INITIAL, Table, parse_transitions, terminal
 
-#: The earlier version's table, now applied on every path that changes a status (PATCH included).
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "new": ("ready", "dropped"),
-    "ready": ("in_progress", "dropped"),
-    "in_progress": ("blocked", "review", "done", "dropped"),
-    "blocked": ("in_progress", "dropped"),
-    "review": ("in_progress", "done", "dropped"),
-    "done": (),
-    "dropped": (),
-}
-TERMINAL = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
-INITIAL = "new"
+#: The default table (the earlier version's), applied on every path that changes a status (PATCH included);
+#: ``[tracker] transitions`` replaces it.
+TRANSITIONS: dict[str, tuple[str, ...]] = parse_transitions(DEFAULT_TRANSITIONS)
+TERMINAL = terminal(TRANSITIONS)
+
+__all__ = ["INITIAL", "TERMINAL", "TRANSITIONS", "Tasks", "status_events", "transition_problem"]
 
 
-def transition_problem(current: str, wanted: str) -> Problem | None:
-    """None if ``current -> wanted`` is allowed, else the problem naming the allowed moves."""
-    if wanted == current or wanted in TRANSITIONS[current]:
+def transition_problem(current: str, wanted: str, table: Table = TRANSITIONS) -> Problem | None:
+    """None if ``current -> wanted`` is allowed by ``table``, else the problem naming the allowed moves."""
+    if wanted == current or wanted in table[current]:
         return None
-    allowed = ", ".join(TRANSITIONS[current]) or "none (it is terminal)"
+    allowed = ", ".join(table[current]) or "none (it is terminal)"
     return Problem("/status", f"cannot move from {current} to {wanted}; allowed from {current}: {allowed}")
 
 
@@ -55,6 +52,7 @@ def _task_listing() -> listing.ListDefinition:
         sortable={
             "created_at": listing.Sortable(Task.created_at, "datetime"),
             "updated_at": listing.Sortable(Task.updated_at, "datetime"),
+            "completed_at": listing.Sortable(Task.completed_at, "datetime", nullable=True),
             "due_at": listing.Sortable(Task.due_at, "datetime", nullable=True),
             "priority": listing.Sortable(Task.priority, "text"),
             "status": listing.Sortable(Task.status, "text"),
@@ -72,6 +70,10 @@ class Tasks(Collection):
     label = "task"
     listing = _task_listing()
 
+    def __init__(self, store: Store, transitions: Table = TRANSITIONS) -> None:
+        super().__init__(store)
+        self.transitions = transitions
+
     # -- rules ------------------------------------------------------------------
 
     def check_create(self, values: dict[str, Any]) -> None:
@@ -83,10 +85,12 @@ class Tasks(Collection):
 
     def check_changes(self, record: Task, changes: dict[str, Any]) -> dict[str, Any]:
         if "status" in changes:
-            require(transition_problem(record.status, changes["status"]))
+            require(transition_problem(record.status, changes["status"], self.transitions))
             if changes["status"] == "done":
                 self._check_dependencies_done(record.id, changes.get("depends_on", record.depends_on))
                 changes["completed_at"] = self.store.clock()
+            elif record.status == "done":
+                changes["completed_at"] = None  # reopened, where the workflow allows it
         if "sprint_id" in changes:
             if record.sprint_id is not None and self._sprint_status(record.sprint_id) == "closed":
                 raise Conflict(f"Task {record.id} belongs to closed sprint {record.sprint_id}; it cannot move out.")
@@ -107,7 +111,7 @@ class Tasks(Collection):
         if sprint.project_id != project_id:
             raise Invalid([Problem("/sprint_id", f"sprint {sprint.id} belongs to project {sprint.project_id}")])
         if sprint.status == "closed":
-            raise Conflict(f"Sprint {sprint.id} is closed; tasks cannot move into it.")
+            raise Conflict(f"Sprint {sprint.id} is closed; tasks cannot move into it.", "/sprint_id")
 
     def _check_dependencies(self, task_id: str, depends_on: list[str]) -> None:
         problems = []
@@ -200,7 +204,11 @@ class Tasks(Collection):
         if dependants:
             verb = "depends" if len(dependants) == 1 else "depend"
             raise Conflict(f"Task {record.id} cannot be deleted: {listed(dependants)} {verb} on it.")
-        for model in (TaskLabel, TaskAssignee, TaskDependency):
+        linking = lists_linking([record.id])
+        if linking:
+            raise Conflict(f"Task {record.id} cannot be deleted: {named(linking)} links it; unlink the items first.")
+        # Its comments go with it; the task.deleted event says so for them all.
+        for model in (TaskLabel, TaskAssignee, TaskDependency, Comment):
             model.delete().where(model.task == record.id).execute()
 
     def after_delete(self, record: Task, events: list[Event]) -> None:
@@ -215,8 +223,54 @@ class Tasks(Collection):
             "status": record.status,
         }
 
+    def create_many(self, bodies: Sequence[Mapping[str, Any]]) -> list[Task]:
+        """Create every task of ``bodies`` in one transaction, or none: a 422 lists each item's problems.
+
+        Items are created in order, so an item may depend on one before it.
+        Each fires ``task.created``; each project touched gets one
+        ``project.health_changed``, after them all.
+        """
+        problems = _repeated_ids(bodies)
+        require(*problems)
+        created: list[Task] = []
+        with self.store.write() as events:
+            for index, body in enumerate(bodies):
+                item_events: list[Event] = []
+                try:
+                    # A savepoint per item: a refused item leaves nothing behind, and on PostgreSQL a failed
+                    # statement does not spoil the transaction the next items are checked in.
+                    with self.store.database.atomic():
+                        created.append(self.insert(self.prepare(body), item_events))
+                except Invalid as error:
+                    problems += [Problem(f"/items/{index}{p.pointer}", p.detail) for p in error.problems]
+                except Conflict as error:
+                    problems.append(Problem(f"/items/{index}{error.pointer}", str(error)))
+                if len(problems) >= MAX_PROBLEMS:
+                    break
+                events.extend(event for event in item_events if event[0] != "project.health_changed")
+            if problems:
+                raise Invalid(
+                    problems[:MAX_PROBLEMS],
+                    f"No task was created: {counted(len({p.pointer.split('/')[2] for p in problems}), 'item')} "
+                    f"{'was' if len(problems) == 1 else 'were'} refused"
+                    + (f"; the first {MAX_PROBLEMS} problems are listed" if len(problems) >= MAX_PROBLEMS else "")
+                    + ".",
+                )
+            events.extend(health_event(project) for project in sorted({t.project_id for t in created}))
+        return created
+
     def change_status(self, task_id: str, status: str, if_match: frozenset[int] | None) -> Task:
         return self.patch(task_id, {"status": status}, if_match)  # type: ignore[no-any-return]
+
+
+def _repeated_ids(bodies: Sequence[Mapping[str, Any]]) -> list[Problem]:
+    first: dict[str, int] = {}
+    problems = []
+    for index, body in enumerate(bodies):
+        if body["id"] in first:
+            problems.append(Problem(f"/items/{index}/id", f"repeats the id of item {first[body['id']]}"))
+        first.setdefault(body["id"], index)
+    return problems
 
 
 def status_events(record: Task, before: str) -> list[Event]:

@@ -7,6 +7,7 @@ when a plugin needs a setting or a token for these tests, add it there.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import FaultServer
+from tests.faults.harness import API, FaultServer, reset_postgres_schema
 from tests.helpers import run_taskman
 from tests.pgcluster import PgCluster
 from tests.servers import ServerLauncher
@@ -35,9 +36,12 @@ def server_env(database_url: str, **settings: str) -> dict[str, str]:
         "APP_DATABASE__CONNECT_TIMEOUT": "3",
         # Real tokens: every request carries one from `taskman tokens create` (see request_headers).
         "APP_AUTH__ALLOW_ANONYMOUS": "false",
-        # The load comes from one client: the default rates (300 reads, 60 writes a minute) would answer 429.
+        # The load comes from one client, faster than the default rates (3,000 reads and 1,200 writes a minute per
+        # token, fewer without one) allow: the limiter would answer 429s the tests would have to tell apart.
         "APP_RATELIMIT__READS": "1000000/minute",
         "APP_RATELIMIT__WRITES": "1000000/minute",
+        "APP_RATELIMIT__ANONYMOUS_READS": "1000000/minute",
+        "APP_RATELIMIT__ANONYMOUS_WRITES": "1000000/minute",
         **settings,
     }
 
@@ -149,3 +153,28 @@ def db_proxy(pg_cluster: PgCluster) -> Iterator[TcpProxy]:
 
 
 __all__ = ["GRACEFUL_TIMEOUT", "WORKERS", "request_headers", "server_env", "start_fault_server"]
+
+
+@contextlib.contextmanager
+def module_fault_server(
+    flavour: str,
+    folder: Path,
+    postgres_session_url: str,
+    probe_plugin_path: Path,
+    project_id: str,
+    project_name: str,
+) -> Iterator[tuple[FaultServer, str]]:
+    """A fault server of one flavour on a fresh database, with one project created; killed on exit."""
+    if postgres_session_url:
+        reset_postgres_schema(postgres_session_url)
+        url = postgres_session_url
+    else:
+        url = f"sqlite:///{folder / 'faults.db'}"
+    launcher = ServerLauncher(folder)
+    try:
+        server = start_fault_server(launcher, probe_plugin_path, flavour, url)
+        project = {"id": project_id, "name": project_name, "mission": "Refuse", "owner": "qa"}
+        assert server.call("POST", f"{API}/projects", project).status == 201
+        yield server, url
+    finally:
+        launcher.close()

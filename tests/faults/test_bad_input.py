@@ -21,9 +21,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.faults.conftest import start_fault_server
-from tests.faults.harness import API, FaultServer, problem, raw_request, reset_postgres_schema, wait_for
-from tests.servers import Reply, ServerLauncher
+from tests.faults.conftest import module_fault_server
+from tests.faults.harness import API, FaultServer, problem, raw_request, wait_for
+from tests.servers import Reply
 
 pytestmark = pytest.mark.servers
 
@@ -47,19 +47,9 @@ def target(
 ) -> Iterator[Target]:
     """One server per flavour for the whole module (a fresh database), killed at the end."""
     folder = tmp_path_factory.mktemp(f"bad-input-{request.param}")
-    if postgres_session_url:
-        reset_postgres_schema(postgres_session_url)
-        url = postgres_session_url
-    else:
-        url = f"sqlite:///{folder / 'bad-input.db'}"
-    launcher = ServerLauncher(folder)
-    try:
-        server = start_fault_server(launcher, probe_plugin_path, request.param, url)
-        project = {"id": PROJECT, "name": "Bad input", "mission": "Refuse", "owner": "qa"}
-        assert server.call("POST", f"{API}/projects", project).status == 201
+    started = module_fault_server(request.param, folder, postgres_session_url, probe_plugin_path, PROJECT, "Bad input")
+    with started as (server, _):
         yield Target(server, server.workers())
-    finally:
-        launcher.close()
 
 
 def task_count(server: FaultServer) -> int:

@@ -21,9 +21,8 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.faults.conftest import start_fault_server
-from tests.faults.harness import API, PROBLEM, Exchange, FaultServer, exchange, reset_postgres_schema
-from tests.servers import ServerLauncher
+from tests.faults.conftest import module_fault_server
+from tests.faults.harness import API, PROBLEM, Exchange, FaultServer, exchange
 
 pytestmark = pytest.mark.servers
 
@@ -49,19 +48,9 @@ def target(
 ) -> Iterator[Target]:
     """One server per flavour for the whole module (a fresh database), killed at the end."""
     folder = tmp_path_factory.mktemp(f"framing-{request.param}")
-    if postgres_session_url:
-        reset_postgres_schema(postgres_session_url)
-        url = postgres_session_url
-    else:
-        url = f"sqlite:///{folder / 'framing.db'}"
-    launcher = ServerLauncher(folder)
-    try:
-        server = start_fault_server(launcher, probe_plugin_path, request.param, url)
-        project = {"id": PROJECT, "name": "Framing", "mission": "Refuse", "owner": "qa"}
-        assert server.call("POST", f"{API}/projects", project).status == 201
+    started = module_fault_server(request.param, folder, postgres_session_url, probe_plugin_path, PROJECT, "Framing")
+    with started as (server, url):
         yield Target(server, url)
-    finally:
-        launcher.close()
 
 
 def head(server: FaultServer, framing: list[str], *, version: str = "1.1") -> bytes:

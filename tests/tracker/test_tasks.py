@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
+import falcon.testing
 import pytest
 from taskman_plugins.tracker.tasks import TRANSITIONS
 
+from tests.sample_plugins import LifecyclePlugin
 from tests.tracker.conftest import Api, problem_pointers
 
 STATUSES = list(TRANSITIONS)
+
+#: A workflow of one's own (``[tracker] transitions``): the default one, where a done task may be reopened.
+REOPENING = {**TRANSITIONS, "done": ("ready",)}
+REOPENING_SETTING = "new->ready|dropped,ready->in_progress|dropped,in_progress->blocked|review|done|dropped,"
+REOPENING_SETTING += "blocked->in_progress|dropped,review->in_progress|done|dropped,done->ready"
 
 
 def test_create_returns_201_location_etag_and_the_full_record(api: Api) -> None:
@@ -166,8 +174,23 @@ PATHS = {
 }
 
 
+@pytest.fixture(params=["default", "reopening"])
+def workflow(
+    request: pytest.FixtureRequest, make_client: Callable[..., falcon.testing.TestClient]
+) -> tuple[Api, dict[str, tuple[str, ...]]]:
+    """A client of the default workflow, and one of a configured workflow (APP_TRACKER__TRANSITIONS)."""
+    listener = LifecyclePlugin()
+    if request.param == "default":
+        return Api(make_client(plugins=(listener,)), listener), TRANSITIONS
+    environ = {"APP_TRACKER__TRANSITIONS": REOPENING_SETTING}
+    return Api(make_client(plugins=(listener,), environ=environ), listener), REOPENING
+
+
 @pytest.mark.parametrize("current", STATUSES)
-def test_every_transition_is_allowed_or_refused_by_the_table_on_both_paths(api: Api, current: str) -> None:
+def test_every_transition_is_allowed_or_refused_by_the_table_on_both_paths(
+    workflow: tuple[Api, dict[str, tuple[str, ...]]], current: str
+) -> None:
+    api, table = workflow
     api.project()
     for number, (wanted, via_patch) in enumerate(itertools.product(STATUSES, (False, True))):
         if wanted == current:
@@ -180,13 +203,14 @@ def test_every_transition_is_allowed_or_refused_by_the_table_on_both_paths(api: 
             result = api.patch(f"/tasks/{task_id}", {"status": wanted})
         else:
             result = api.post(f"/tasks/{task_id}/status", {"status": wanted})
-        if wanted in TRANSITIONS[current]:
+        if wanted in table[current]:
             assert result.status_code == 200, result.text
             assert result.json["status"] == wanted
+            assert (result.json["completed_at"] is not None) == (wanted == "done")
         else:
             assert result.status_code == 422, result.text
             detail = problem_pointers(result)["/status"]
-            assert current in detail and all(allowed in detail for allowed in TRANSITIONS[current])
+            assert current in detail and all(allowed in detail for allowed in table[current])
             assert api.get(f"/tasks/{task_id}").json["status"] == current
 
 
@@ -278,7 +302,10 @@ def test_if_match_guards_patch_delete_and_status(api: Api) -> None:
     assert stale.json["current_version"] == 2 and stale.headers["etag"] == '"2"'
     assert api.post("/tasks/T-1/status", {"status": "ready"}, headers={"If-Match": '"1"'}).status_code == 412
     assert api.delete("/tasks/T-1", headers={"If-Match": '"1"'}).status_code == 412
-    assert api.patch("/tasks/T-1", {"owner": "c"}, headers={"If-Match": 'W/"2", "9"'}).status_code == 200
+    # If-Match compares strongly (RFC 9110 section 13.1.1): a weak tag never matches, even the current version's.
+    weak = api.patch("/tasks/T-1", {"owner": "c"}, headers={"If-Match": 'W/"2"'})
+    assert weak.status_code == 412 and weak.json["current_version"] == 2
+    assert api.patch("/tasks/T-1", {"owner": "c"}, headers={"If-Match": 'W/"2", "2", "9"'}).status_code == 200
     assert api.patch("/tasks/T-1", {"owner": "d"}, headers={"If-Match": "*"}).status_code == 200
     assert api.delete("/tasks/T-1", headers={"If-Match": '"4"'}).status_code == 204
 
@@ -289,6 +316,21 @@ def test_if_none_match_gives_304(api: Api) -> None:
     result = api.get("/tasks/T-1", headers={"If-None-Match": '"1"'})
     assert result.status_code == 304 and result.headers["etag"] == '"1"' and result.text == ""
     assert api.get("/tasks/T-1", headers={"If-None-Match": '"2"'}).status_code == 200
+    # If-None-Match compares weakly.
+    assert api.get("/tasks/T-1", headers={"If-None-Match": 'W/"1"'}).status_code == 304
+
+
+def test_etags_stay_strong_and_work_through_compression(api: Api) -> None:
+    api.project()
+    api.task(description="words " * 500)  # well above the compression threshold
+    first = api.get("/tasks/T-1", headers={"Accept-Encoding": "gzip"})
+    assert first.headers["content-encoding"] == "gzip" and first.headers["etag"] == '"1"'
+    tag = first.headers["etag"]
+    again = api.get("/tasks/T-1", headers={"Accept-Encoding": "gzip", "If-None-Match": tag})
+    assert again.status_code == 304 and again.headers["etag"] == tag
+    changed = api.patch("/tasks/T-1", {"owner": "a"}, headers={"Accept-Encoding": "gzip", "If-Match": tag})
+    assert changed.status_code == 200 and changed.headers["etag"] == '"2"'
+    assert api.patch("/tasks/T-1", {"owner": "b"}, headers={"If-Match": 'W/"2"'}).status_code == 412
 
 
 def test_unknown_query_parameters_are_refused_on_item_routes(api: Api) -> None:
@@ -307,3 +349,14 @@ def test_events_are_fired_after_commit_with_ids_not_bodies(api: Api) -> None:
     assert names == ["project.health_changed", "task.created"]
     created = dict(api.events)["task.created"]
     assert created == {"task_id": "T-1", "project_id": "P-1", "sprint_id": None, "priority": "p2", "status": "new"}
+
+
+def test_points_come_back_as_they_were_written_on_both_databases(api: Api) -> None:
+    """PostgreSQL's FLOAT was a 4-byte REAL: 1234.5678 came back 1234.5677 (migration 0005)."""
+    api.project()
+    api.sprint(velocity_target_points=98765.4321)
+    for n, points in enumerate((1234.5678, 0.1, 99999.99, 12345.678901, 1e-7)):
+        created = api.task(f"T-{n}", estimate_points=points)
+        assert created["estimate_points"] == points
+        assert api.get(f"/tasks/T-{n}").json["estimate_points"] == points
+    assert api.get("/sprints/S-1").json["velocity_target_points"] == 98765.4321
