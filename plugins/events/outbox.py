@@ -45,6 +45,8 @@ log = logging.getLogger("taskman.events")
 ADVISORY_LOCK_KEY = 0x7A5C3E01
 #: Rows claimed for redelivery, or handed to a consumer, per transaction.
 BATCH = 200
+#: Events inserted per statement when recording (10 parameters each).
+INSERT_ROWS = 1000
 #: Old rows deleted per transaction when pruning: short transactions that never hold writers up for long.
 PRUNE_BATCH = 500
 
@@ -251,14 +253,18 @@ class Outbox:
         if is_postgres(db):
             # Held until the commit: ids are taken, and become visible, in commit order.
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-        param = db.param
-        values = ", ".join("(" + ", ".join([param] * 10) + ")" for _ in rows)
-        sql = (
-            "INSERT INTO event_outbox (type, occurred_at, principal, request_id, project_id, subject_kind, "
-            f"subject_id, payload, dispatched, lease_until) VALUES {values} RETURNING id"
-        )
-        ids = sorted(int(r[0]) for r in db.execute_sql(sql, [v for row in rows for v in row]).fetchall())
-        stored = [(event_id, row[0], row[7]) for event_id, row in zip(ids, rows, strict=True)]
+        stored: list[tuple[int, str, str]] = []
+        # In statements of INSERT_ROWS: an import's thousands of events stay under the databases' parameter
+        # limits (PostgreSQL's 65,535; SQLite's 32,766 in many builds).
+        for start in range(0, len(rows), INSERT_ROWS):
+            chunk = rows[start : start + INSERT_ROWS]
+            values = ", ".join("(" + ", ".join([db.param] * 10) + ")" for _ in chunk)
+            sql = (
+                "INSERT INTO event_outbox (type, occurred_at, principal, request_id, project_id, subject_kind, "
+                f"subject_id, payload, dispatched, lease_until) VALUES {values} RETURNING id"
+            )
+            ids = sorted(int(r[0]) for r in db.execute_sql(sql, [v for row in chunk for v in row]).fetchall())
+            stored.extend((event_id, row[0], row[7]) for event_id, row in zip(ids, chunk, strict=True))
         return functools.partial(self._deliver_committed, stored)
 
     def _deliver_committed(self, stored: list[tuple[int, str, str]]) -> None:
