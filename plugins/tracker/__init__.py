@@ -128,8 +128,11 @@ def taskman_access(runtime: taskman.Runtime) -> dict[str, str]:
 
 
 #: The events that make a record's activity: its own changes (derived events, such as
-#: ``task.status_changed`` beside the ``task.updated`` that carries the same change, are left out).
-ACTIVITY_VERBS = frozenset({"created", "updated", "deleted", "started", "closed", "cascade_deleted"})
+#: ``task.status_changed`` beside the ``task.updated`` that carries the same change, are left out),
+#: its arrival by an import included.
+ACTIVITY_VERBS = frozenset({"created", "imported", "updated", "deleted", "started", "closed", "cascade_deleted"})
+#: Comments have no activity of their own: they are part of their task's.
+COMMENT_VERBS = frozenset({"created", "imported", "updated", "deleted"})
 #: Kind of record → (its id's key in event payloads, the activity route, the OpenAPI tag, its model).
 ACTIVITY = {
     "project": ("project_id", f"{PREFIX}/projects/{{project_id}}/activity", "Project", Project),
@@ -141,8 +144,11 @@ ACTIVITY = {
 
 @hookimpl
 def taskman_event_subject(name: str, payload: dict[str, Any]) -> tuple[str, str] | None:
-    """For the events plugin: a tracker record's own changes belong to its activity."""
+    """For the events plugin: a tracker record's own changes belong to its activity, a comment's to its task's."""
     kind, _, verb = name.partition(".")
+    if kind == "comment":
+        task_id = payload.get("task_id")
+        return ("task", task_id) if verb in COMMENT_VERBS and isinstance(task_id, str) else None
     declared = ACTIVITY.get(kind)
     if declared is None or verb not in ACTIVITY_VERBS:
         return None
