@@ -19,7 +19,7 @@ from .web import (
 )
 
 ERRORS = "#/components/responses/"
-TAG = "Events"
+TAG = "events"
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -135,10 +135,15 @@ ACTIVITY_VERBS = frozenset({"created", "imported", "updated", "deleted", "starte
 COMMENT_VERBS = frozenset({"created", "imported", "updated", "deleted"})
 #: Kind of record → (its id's key in event payloads, the activity route, the OpenAPI tag, its model).
 ACTIVITY = {
-    "project": ("project_id", f"{PREFIX}/projects/{{project_id}}/activity", "Project", Project),
-    "sprint": ("sprint_id", f"{PREFIX}/sprints/{{sprint_id}}/activity", "Sprint", Sprint),
-    "task": ("task_id", f"{PREFIX}/tasks/{{task_id}}/activity", "Task", Task),
-    "action_list": ("action_list_id", f"{PREFIX}/action-lists/{{list_id}}/activity", "ActionList", ActionList),
+    "project": ("project_id", f"{PREFIX}/projects/{{project_id}}/activity", openapi.TAGS["Project"][0], Project),
+    "sprint": ("sprint_id", f"{PREFIX}/sprints/{{sprint_id}}/activity", openapi.TAGS["Sprint"][0], Sprint),
+    "task": ("task_id", f"{PREFIX}/tasks/{{task_id}}/activity", openapi.TAGS["Task"][0], Task),
+    "action_list": (
+        "action_list_id",
+        f"{PREFIX}/action-lists/{{list_id}}/activity",
+        openapi.TAGS["ActionList"][0],
+        ActionList,
+    ),
 }
 
 

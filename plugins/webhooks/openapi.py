@@ -8,7 +8,7 @@ from .sender import MAX_URL_LENGTH, OUTCOMES
 from .service import MAX_PATTERNS, PATTERN, STATUSES
 
 ERRORS = "#/components/responses/"
-TAG = "Webhooks"
+TAG = "webhooks"
 
 URL = {"type": "string", "minLength": 1, "maxLength": MAX_URL_LENGTH, "description": "http:// or https://"}
 TYPES = {
@@ -211,6 +211,7 @@ def fragment(prefix: str) -> dict[str, Any]:
             "get": {
                 "operationId": "getWebhook",
                 "tags": [TAG],
+                "summary": "One subscription (never its secret)",
                 "responses": {
                     "200": {"description": "The subscription.", "content": _json("Webhook")},
                     **_errors(400, 404),
