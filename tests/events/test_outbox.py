@@ -151,6 +151,19 @@ def test_what_a_request_delivered_is_never_delivered_again(api: EventsApi, clock
     assert api.events == heard
 
 
+def test_an_event_heard_here_whose_acknowledgement_is_not_yet_written_is_not_redelivered(
+    api: EventsApi, clock: time_machine.Traveller
+) -> None:
+    """A round that started before a request's acknowledgement came must not take its events for orphans."""
+    api.project()
+    heard = list(api.events)
+    clock.shift(datetime.timedelta(hours=1))  # the lease ran out, the acknowledgement is still in memory
+    assert api.outbox.redeliver() == 1
+    assert api.events == heard
+    api.round()
+    assert api.events == heard
+
+
 def test_acknowledgements_are_written_when_the_app_stops(make_api: Callable[..., EventsApi]) -> None:
     api = make_api()
     api.project()
