@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from taskman_plugins.events.outbox import write_transaction
 from taskman_plugins.tracker.store import Store
 from taskman_plugins.tracker.tasks import Tasks
 
@@ -150,3 +151,47 @@ def test_the_feed_walked_while_several_writers_commit_sees_every_event_once(
     everything = [event["id"] for event in api.walk()]
     assert len(everything) == 1 + 2 * writers * per_writer  # project.created; task.created and health each
     assert seen == everything, "each event once, none missed, in id order"
+
+
+def test_an_id_taken_by_a_transaction_still_open_is_never_overtaken(make_api: Callable[..., EventsApi]) -> None:
+    """PostgreSQL's sequences hand out ids that may commit out of order; the outbox must not let them.
+
+    Transaction A records its event (taking id n) and stays open; transaction
+    B records one after it.  B may not commit id n+1 while A is open, or a
+    reader who saw n+1 would move past n and never see it: B waits for A, and
+    the reader sees nothing of either until A commits, then both in order.
+    """
+    api = make_api()
+    runtime = api.runtime
+    recorded, release, b_done = threading.Event(), threading.Event(), threading.Event()
+    failures: list[str] = []
+
+    def transaction(name: str, hold: bool) -> None:
+        try:
+            with runtime.activated():
+                with write_transaction(taskman.database):
+                    committed = runtime.record_events([(name, {"thing_id": name})])
+                    if hold:
+                        recorded.set()
+                        assert release.wait(30)
+                committed()
+                taskman.release_connection(runtime.database)
+        except Exception as exc:  # reported below
+            failures.append(f"{name}: {exc!r}")
+        finally:
+            if not hold:
+                b_done.set()
+
+    a = threading.Thread(target=transaction, args=("thing.a", True))
+    a.start()
+    assert recorded.wait(30)
+    b = threading.Thread(target=transaction, args=("thing.b", False))
+    b.start()
+    assert not b_done.wait(0.5), "B committed while A, holding a smaller id, was still open"
+    assert api.feed()["items"] == []
+    release.set()
+    a.join(30)
+    b.join(30)
+    assert not failures
+    events = api.walk()
+    assert [e["type"] for e in events] == ["thing.a", "thing.b"] and events[0]["id"] < events[1]["id"]
