@@ -10,11 +10,14 @@ A receiver listens on loopback in the test process.  What is shown:
 * a worker killed with SIGKILL while a delivery is in flight loses nothing:
   another worker sends it again (same ``webhook-id``) once its lease runs
   out, and the listeners of events whose acknowledgement died with the
-  worker hear of them from another worker's round.
+  worker hear of them from another worker's round;
+* a task's activity, written through both workers by two tokens, says who
+  changed which field from what to what, and when.
 """
 
 from __future__ import annotations
 
+import datetime
 import http.client
 import json
 import os
@@ -28,7 +31,7 @@ import pytest
 
 from tests.conftest import database_for
 from tests.faults.harness import wait_for
-from tests.helpers import taskman_command
+from tests.helpers import run_taskman, taskman_command
 from tests.servers import ServerLauncher, ServerProcess
 from tests.webhooks.receiver import Received, Receiver
 
@@ -66,11 +69,13 @@ def serve(launcher: ServerLauncher, flavour: str, database_url: str) -> ServerPr
 
 
 class Client:
-    def __init__(self, server: ServerProcess) -> None:
+    def __init__(self, server: ServerProcess, token: str | None = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        self.auth = {} if token is None else {"Authorization": f"Bearer {token}"}
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers.update(self.auth)
         self.conn.request(method, API + path, body=None if body is None else json.dumps(body), headers=headers)
         resp = self.conn.getresponse()
         data = resp.read()
@@ -256,3 +261,59 @@ def test_taskman_webhooks_run_delivers_beside_servers_that_do_not(
     wait_for("the delivery by `taskman webhooks run`", lambda: all_delivered(receiver, server), DEADLINE)
     check_delivered(receiver, created["secret"], walk(server))
     assert runner.stop(signal.SIGTERM) == 0, runner.log
+
+
+def token(launcher: ServerLauncher, env: dict[str, str], name: str) -> str:
+    created = run_taskman(
+        ["tokens", "create", "--name", name, "--scope", "read,write"], cwd=launcher.folder, pythonpath=[], env=env
+    )
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip().splitlines()[-1]
+
+
+def instant(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("flavour", ["wsgi", "asgi"])
+def test_activity_says_who_changed_which_field_and_when(
+    server_launcher: ServerLauncher, database_url: str, flavour: str
+) -> None:
+    env = {**SETTINGS, "APP_DATABASE__URL": database_url, "APP_AUTH__ALLOW_ANONYMOUS": "false"}
+    migrated = run_taskman(["migrate"], cwd=server_launcher.folder, pythonpath=[], env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    ann, bob = token(server_launcher, env, "ann"), token(server_launcher, env, "bob")
+    server = server_launcher.start([f"--{flavour}", "--workers", str(WORKERS)], pythonpath=[], env=env)
+    server.wait_for_http("/health/ready", 200)
+    server.wait_until("both workers", lambda: len(server.workers()) == WORKERS)
+
+    def call(who: str, method: str, path: str, body: Any = None) -> Any:
+        status, answer = Client(server, who).call(method, path, body)  # a connection each: either worker serves it
+        assert status < 300, answer
+        return answer
+
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    call(ann, "POST", "/projects", {"id": "P-1", "name": "A", "mission": "m", "owner": "o"})
+    call(ann, "POST", "/tasks", {"id": "T-1", "title": "First", "project_id": "P-1"})
+    call(bob, "PATCH", "/tasks/T-1", {"title": "Second", "priority": "p0"})
+    call(ann, "POST", "/tasks/T-1/status", {"status": "ready"})
+    comment = call(bob, "POST", "/tasks/T-1/comments", {"body": "On it"})
+    call(bob, "PATCH", f"/tasks/T-1/comments/{comment['id']}", {"body": "Done soon"})
+    end = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=1)
+
+    entries = call(ann, "GET", "/tasks/T-1/activity")["items"]
+    assert [(e["type"], e["principal"]) for e in entries] == [
+        ("task.created", "ann"),
+        ("task.updated", "bob"),
+        ("task.updated", "ann"),
+        ("comment.created", "bob"),
+        ("comment.updated", "bob"),
+    ]
+    assert entries[1]["changes"] == [
+        {"field": "priority", "old": "p2", "new": "p0"},
+        {"field": "title", "old": "First", "new": "Second"},
+    ]
+    assert entries[2]["changes"] == [{"field": "status", "old": "new", "new": "ready"}]
+    assert entries[4]["changes"] == [{"field": "body", "old": "On it", "new": "Done soon"}]
+    times = [instant(e["occurred_at"]) for e in entries]
+    assert start <= times[0] and times == sorted(times) and times[-1] <= end
