@@ -285,7 +285,7 @@ def routed_methods(app: Any) -> dict[str, frozenset[str]]:
 
 def _is_falcon_default(responder: Any) -> bool:
     function = responder.func if isinstance(responder, functools.partial) else responder
-    return str(getattr(function, "__module__", "") or "").startswith("falcon.")
+    return (getattr(function, "__module__", None) or "").startswith("falcon.")
 
 
 def _add_routes(

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import falcon.inspect
 import falcon.testing
 import pytest
 
@@ -73,6 +74,19 @@ def test_middleware_also_runs_for_errors(make_client: Client) -> None:
     result = client.simulate_get("/nowhere")
     assert result.status_code == 404
     assert result.headers["x-sync-middleware"] == "yes"
+
+
+def test_routed_methods_are_what_falcon_inspect_finds_without_its_internal_responders(
+    client: falcon.testing.TestClient,
+) -> None:
+    # falcon.inspect reads every responder's source: the core walks the router itself and must agree with it.
+    expected = {
+        route.path: frozenset(m.method for m in route.methods if not m.internal)
+        for route in falcon.inspect.inspect_routes(client.app)
+    }
+    routed = taskman.routed_methods(client.app)
+    assert routed == expected
+    assert {"GET", "HEAD"} <= routed["/health/live"] and "OPTIONS" not in routed["/health/live"]
 
 
 def test_unknown_route_is_a_problem(client: falcon.testing.TestClient) -> None:

@@ -410,7 +410,7 @@ class Schema:
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        _check_schema(json.dumps(schema, sort_keys=True, default=str))
+        _check_schema(json.dumps(schema, sort_keys=True))
         self.schema = schema
         self.validator = _Validator(schema, format_checker=_formats)
 
