@@ -121,6 +121,16 @@ def test_validation_error_is_422_with_pointers(make_client: Client) -> None:
     assert body["errors"] == [{"pointer": "/title", "detail": "must not be empty"}]
 
 
+def test_problem_titles_and_status_lines_are_rfc_9110_names_on_every_python(make_client: Client, asgi: bool) -> None:
+    # Python 3.13 renamed 413, 414, 416 and 422; the answer must not depend on the interpreter.
+    client = make_client(plugins=(EchoPlugin(), ThreadPlugin()))
+    for path, status, phrase in (("/invalid", 422, "Unprocessable Content"), ("/too-large", 413, "Content Too Large")):
+        result = client.simulate_post(path, json={})
+        assert (result.status_code, result.json["title"]) == (status, phrase)
+        if not asgi:  # ASGI carries no reason phrase: the server writes its own
+            assert result.status == f"{status} {phrase}"
+
+
 def test_unhandled_exception_is_a_500_that_reveals_nothing(
     make_client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
