@@ -115,6 +115,16 @@ def default_plugins() -> list[str]:
     )
 
 
+def required_by(plugin: str) -> tuple[str, ...]:
+    """The plugins ``plugin`` cannot start without (its ``taskman_requires``): they stay on in its "alone" case."""
+    for ep in importlib.metadata.entry_points(group="taskman.plugins", name=plugin):
+        try:
+            return tuple(getattr(ep.load(), "taskman_requires", ()))
+        except Exception:  # a plugin that does not load is reported by the case itself
+            return ()
+    return ()
+
+
 def builtin_cases(defaults: Sequence[str], installed: Iterable[str] | None = None) -> list[Case]:
     """Cases 1-6 of the issue; ``defaults`` are the default plugins (one "alone" case each)."""
     everything = tuple(sorted(set(installed if installed is not None else defaults) | set(defaults)))
@@ -151,7 +161,7 @@ def builtin_cases(defaults: Sequence[str], installed: Iterable[str] | None = Non
                 "taskman",
                 alive,
                 (ALIVE_PLUGIN,),
-                tuple(p for p in everything if p != plugin),
+                tuple(p for p in everything if p != plugin and p not in required_by(plugin)),
                 also_vs="core",
             )
         )

@@ -5,7 +5,7 @@ and plugins import nothing else of ``taskman`` (an import-linter contract
 enforces it).  The submodules are the core's internals.
 """
 
-from taskman.app import create_app, start, stop
+from taskman.app import create_app, routed_methods, start, stop
 from taskman.asgi_adapters import nonblocking
 from taskman.cli import pass_runtime
 from taskman.config import Config, ConfigError, load_config, redact, setting, settings_section
@@ -40,6 +40,7 @@ __all__ = [
     "ping",
     "redact",
     "release_connection",
+    "routed_methods",
     "setting",
     "settings_section",
     "split_header_list",

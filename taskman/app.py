@@ -55,6 +55,7 @@ __all__ = [
     "SafeguardError",
     "StartupError",
     "create_app",
+    "routed_methods",
     "start",
     "stop",
 ]
@@ -279,6 +280,34 @@ def answering_head(resource: object) -> object:
     if is_nonblocking(resource):
         stand_in.taskman_nonblocking = True  # type: ignore[attr-defined]
     return stand_in()
+
+
+def routed_methods(app: Any) -> dict[str, frozenset[str]]:
+    """``{uri_template: methods}`` for every route of a built app: the methods its own responders answer.
+
+    Falcon's default responders (``OPTIONS`` on every route, the 405s) are left
+    out; HEAD is in wherever GET is (:func:`answering_head`).  The compiled
+    router is walked directly: ``falcon.inspect`` also reads the source file of
+    every responder, which cost about 0.4 s per app.
+    """
+    routed: dict[str, frozenset[str]] = {}
+
+    def walk(nodes: Iterable[Any], parent: str) -> None:
+        for node in nodes:
+            path = f"{parent}/{node.raw_segment}"
+            if node.resource is not None:
+                routed[path] = frozenset(
+                    method for method, responder in (node.method_map or {}).items() if not _is_falcon_default(responder)
+                )
+            walk(node.children or (), path)
+
+    walk(app._router._roots, "")
+    return routed
+
+
+def _is_falcon_default(responder: Any) -> bool:
+    function = responder.func if isinstance(responder, functools.partial) else responder
+    return (getattr(function, "__module__", None) or "").startswith("falcon.")
 
 
 def _add_routes(

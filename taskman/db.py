@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import heapq
+import os
+import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -100,6 +103,33 @@ class PostgresqlDatabase(_BoundedPoolMixin, PooledPostgresqlDatabase):  # type: 
 #: What :func:`make_database` builds.
 PooledDatabase = SqliteDatabase | PostgresqlDatabase
 
+#: Every pool this process made, for :func:`_fresh_pools_after_fork`.
+_pools: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _fresh_pools_after_fork() -> None:
+    """A forked child (gunicorn ``--preload``) starts each pool afresh.
+
+    Plugins run background threads (the events and webhooks plugins do): one
+    of them may hold the pool's lock, or a connection, at the instant of the
+    fork, and that lock would stay held in the child for ever.  The child
+    gets new locks and an empty pool; the parent's connections are its
+    parent's (closing one here would end the parent's session), so they are
+    kept referenced, never closed nor used.
+    """
+    for db in list(_pools):
+        inherited = [conn for _, _, conn in db._connections] + [pc.connection for pc in db._in_use.values()]
+        db._inherited_connections = [*getattr(db, "_inherited_connections", ()), *inherited]
+        db._connections = []
+        db._in_use = {}
+        db._pool_lock = threading.RLock()
+        db._pool_available = threading.Condition(db._pool_lock)
+        db._lock = threading.Lock()
+        db._state.reset()
+
+
+os.register_at_fork(after_in_child=_fresh_pools_after_fork)
+
 
 def is_sqlite_url(url: str) -> bool:
     return url.startswith("sqlite:")
@@ -149,6 +179,7 @@ def make_database(settings: DatabaseSettings) -> PooledDatabase:
             **pool,
         )
     db._pool_size = settings.pool_size  # type: ignore[attr-defined]
+    _pools.add(db)
     return db
 
 

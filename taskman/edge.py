@@ -15,11 +15,12 @@ request the same way and trust the same proxies:
 from __future__ import annotations
 
 import functools
-import http
 import ipaddress
 import json
 import uuid
 from collections.abc import Iterable
+
+from taskman.status import status_phrase
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -40,7 +41,7 @@ def problem_response(status: int, detail: str | None = None) -> bytes:
     The app's own problems carry a ``request_id``; this one mints one too,
     so a client can quote it and an operator find the server's log line.
     """
-    phrase = http.HTTPStatus(status).phrase
+    phrase = status_phrase(status)
     request_id = str(uuid.uuid4())
     body = json.dumps(
         {

@@ -7,7 +7,6 @@ nothing; database outages become a 503 with ``Retry-After``.
 
 from __future__ import annotations
 
-import http
 import json
 import logging
 import uuid
@@ -15,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import falcon
+
+from taskman.status import status_phrase
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -54,7 +55,7 @@ def request_id_of(req: falcon.Request) -> str:
 
 def problem_document(req: falcon.Request, error: falcon.HTTPError) -> dict[str, Any]:
     status = error.status_code
-    phrase = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else "Error"
+    phrase = status_phrase(status)
     request_id = request_id_of(req)
     doc: dict[str, Any] = {
         "type": getattr(error, "type_uri", None) or "about:blank",
@@ -72,7 +73,7 @@ def problem_document(req: falcon.Request, error: falcon.HTTPError) -> dict[str, 
 
 
 def render_problem(req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError) -> None:
-    resp.status = error.status
+    resp.status = f"{error.status_code} {status_phrase(error.status_code)}"
     if error.headers:
         resp.set_headers(error.headers)
     resp.content_type = PROBLEM_CONTENT_TYPE

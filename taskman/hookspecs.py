@@ -104,6 +104,11 @@ def taskman_event(runtime: Runtime, name: str, payload: dict[str, Any]) -> None:
     """Receive a domain event (for example ``task.created``) once its change has committed."""
 
 
+@hookspec(firstresult=True)
+def taskman_record_events(runtime: Runtime, events: Sequence[tuple[str, dict[str, Any]]]) -> Callable[[], None] | None:
+    """Store events in the caller's open transaction (an outbox); return what delivers them once it has committed."""
+
+
 @hookspec
 def taskman_plugin_failed(runtime: Runtime, plugin: str, hook: str, error: BaseException) -> None:
     """Hear of a plugin failure the core contained (a raising event listener or log processor), to count it."""

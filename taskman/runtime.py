@@ -16,7 +16,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -33,10 +33,16 @@ log = logging.getLogger("taskman")
 #: Environments in which start-up applies pending migrations itself; elsewhere it refuses to start.
 AUTO_MIGRATE_ENVIRONMENTS = frozenset({"development", "testing"})
 
-#: Events fired while a responder runs wait here until it returns (see :func:`deferring_events`).
-_pending_events: contextvars.ContextVar[list[tuple[str, dict[str, Any]]] | None] = contextvars.ContextVar(
+#: What a responder's committed changes owe the listeners, delivered once it returns (:func:`deferring_events`):
+#: an event ``(name, payload)``, or an outbox's delivery (a callable, from :meth:`Runtime.record_events`).
+Deferred = tuple[str, dict[str, Any]] | Callable[[], None]
+_pending_events: contextvars.ContextVar[list[Deferred] | None] = contextvars.ContextVar(
     "taskman_pending_events", default=None
 )
+
+
+def _nothing() -> None:
+    pass
 
 
 class StartupError(Exception):
@@ -153,6 +159,47 @@ class Runtime:
         else:
             self.plugins.event(name, payload)
 
+    def record_events(self, events: Sequence[tuple[str, Mapping[str, Any]]]) -> Callable[[], None]:
+        """Record a change's events inside its open transaction; return what to call once it has committed.
+
+        Call it last in the transaction, then call what it returns after the
+        commit (never after a rollback).  With an outbox plugin
+        (``taskman_record_events``, the ``events`` plugin) the events are
+        written in the transaction itself, so they exist exactly when the
+        change does, and the outbox feeds the listeners from what committed;
+        without one, the returned callable fires them (:meth:`fire_event`).
+        Either way the listeners hear of them when the responder returns, or
+        at once outside a responder.
+        """
+        batch = [(name, dict(payload)) for name, payload in events]
+        if not batch:
+            return _nothing
+        deliver: Callable[[], None] | None = self.plugins.call_first("taskman_record_events", events=batch)
+        if deliver is None:
+
+            def fire() -> None:
+                for name, payload in batch:
+                    self.fire_event(name, payload)
+
+            return fire
+        outbox_delivery: Callable[[], None] = deliver
+
+        def committed() -> None:
+            pending = _pending_events.get()
+            if pending is not None:
+                pending.append(outbox_delivery)
+            else:
+                self._deliver(outbox_delivery)
+
+        return committed
+
+    def _deliver(self, delivery: Callable[[], None]) -> None:
+        """Run an outbox's delivery; a failure is its plugin's (logged), never the request's."""
+        try:
+            delivery()
+        except Exception:
+            log.exception("outbox_delivery_failed")
+
     @contextlib.contextmanager
     def activated(self) -> Iterator[Runtime]:
         """Run code as this app: :data:`taskman.database` is this app's database meanwhile."""
@@ -239,13 +286,16 @@ def deferring_events(runtime: Runtime, responder: Callable[..., Any]) -> Callabl
 
     @functools.wraps(responder)
     def respond(*args: Any, **kwargs: Any) -> Any:
-        pending: list[tuple[str, dict[str, Any]]] = []
+        pending: list[Deferred] = []
         token = _pending_events.set(pending)
         try:
             return responder(*args, **kwargs)
         finally:
             _pending_events.reset(token)
-            for name, payload in pending:
-                runtime.plugins.event(name, payload)
+            for item in pending:
+                if callable(item):
+                    runtime._deliver(item)
+                else:
+                    runtime.plugins.event(*item)
 
     return respond

@@ -21,12 +21,14 @@ CLI_TIMEOUT = 60.0
 
 #: Settings every test app starts from (a test's own ``environ`` wins): requests
 #: without a token may do anything and no test of another concern meets a rate
-#: limit.  The auth and ratelimit plugins' own tests set their own values.
+#: limit.  The auth and ratelimit plugins' own tests set their own values (the events tests their long polls).
 TEST_ENVIRON = {
     "APP_AUTH__ALLOW_ANONYMOUS": "true",
     "APP_AUTH__ANONYMOUS_SCOPES": "read,write,admin",
     "APP_RATELIMIT__READS": "1000000/minute",
     "APP_RATELIMIT__WRITES": "1000000/minute",
+    # Long polls of the change feed end within a second: schemathesis asks for every wait= the document allows.
+    "APP_EVENTS__MAX_WAIT": "1",
     "APP_RATELIMIT__ANONYMOUS_READS": "1000000/minute",
     "APP_RATELIMIT__ANONYMOUS_WRITES": "1000000/minute",
 }

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import falcon.inspect
 import falcon.testing
 import pytest
 
@@ -76,6 +77,19 @@ def test_middleware_also_runs_for_errors(make_client: Client) -> None:
     assert result.headers["x-sync-middleware"] == "yes"
 
 
+def test_routed_methods_are_what_falcon_inspect_finds_without_its_internal_responders(
+    client: falcon.testing.TestClient,
+) -> None:
+    # falcon.inspect reads every responder's source: the core walks the router itself and must agree with it.
+    expected = {
+        route.path: frozenset(m.method for m in route.methods if not m.internal)
+        for route in falcon.inspect.inspect_routes(client.app)
+    }
+    routed = taskman.routed_methods(client.app)
+    assert routed == expected
+    assert {"GET", "HEAD"} <= routed["/health/live"] and "OPTIONS" not in routed["/health/live"]
+
+
 def test_unknown_route_is_a_problem(client: falcon.testing.TestClient) -> None:
     body = assert_problem(client.simulate_get("/no/such/thing"), 404)
     assert body["title"] == "Not Found"
@@ -106,6 +120,16 @@ def test_validation_error_is_422_with_pointers(make_client: Client) -> None:
     client = make_client(plugins=(EchoPlugin(),))
     body = assert_problem(client.simulate_post("/invalid", json={}), 422)
     assert body["errors"] == [{"pointer": "/title", "detail": "must not be empty"}]
+
+
+def test_problem_titles_and_status_lines_are_rfc_9110_names_on_every_python(make_client: Client, asgi: bool) -> None:
+    # Python 3.13 renamed 413, 414, 416 and 422; the answer must not depend on the interpreter.
+    client = make_client(plugins=(EchoPlugin(), ThreadPlugin()))
+    for path, status, phrase in (("/invalid", 422, "Unprocessable Content"), ("/too-large", 413, "Content Too Large")):
+        result = client.simulate_post(path, json={})
+        assert (result.status_code, result.json["title"]) == (status, phrase)
+        if not asgi:  # ASGI carries no reason phrase: the server writes its own
+            assert result.status == f"{status} {phrase}"
 
 
 def test_unhandled_exception_is_a_500_that_reveals_nothing(

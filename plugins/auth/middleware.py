@@ -16,7 +16,6 @@ import logging
 from typing import Any
 
 import falcon
-import falcon.inspect
 
 import taskman
 
@@ -44,8 +43,7 @@ def bearer_token(header: str) -> str | None:
 
 def app_routes(runtime: taskman.Runtime) -> list[tuple[str, list[str]]]:
     """``(uri_template, methods with a responder)`` for every route of the app (HEAD where GET is)."""
-    routes = falcon.inspect.inspect_routes(runtime.app)
-    return [(route.path, [m.method for m in route.methods if not m.internal]) for route in routes]
+    return [(path, sorted(methods)) for path, methods in taskman.routed_methods(runtime.app).items()]
 
 
 def access_table(runtime: taskman.Runtime, settings: AuthSettings) -> AccessTable:

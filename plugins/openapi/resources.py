@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
-import falcon.inspect
 
+import taskman
 from taskman import nonblocking
 
 from .assets import CONTENT_SECURITY_POLICY, Assets
@@ -86,9 +86,9 @@ def routed_methods(app: Any) -> dict[str, set[str]]:
     the core adds wherever GET is (it is that GET without the body).
     """
     routed = {}
-    for route in falcon.inspect.inspect_app(app).routes:
-        methods = {m.method for m in route.methods if not m.internal}
+    for path, answered in taskman.routed_methods(app).items():
+        methods = set(answered)
         if "GET" in methods:
             methods.discard("HEAD")
-        routed[route.path] = methods
+        routed[path] = methods
     return routed

@@ -23,6 +23,7 @@ from .runtime import active
 
 REQUEST_ID_ATTRIBUTE = "taskman.request_id"
 PROPAGATION_HEADERS = ("traceparent", "tracestate")
+SUPPRESS_KEY = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", "suppress_instrumentation")
 KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
 
 _propagator = TraceContextTextMapPropagator()
@@ -138,7 +139,9 @@ class _TracedExecuteSql:
 
     def __call__(self, sql: str, *args: Any, **kwargs: Any) -> Any:
         runtime = active() if self.enabled else None
-        if runtime is None:
+        # OpenTelemetry's own "suppress instrumentation" flag (exporters set it; so do plugins' background
+        # rounds, whose polling is not a request and would flood the traces with root spans).
+        if runtime is None or otel_context.get_value(SUPPRESS_KEY):
             return self.original(sql, *args, **kwargs)
         # Parameters (args/kwargs) are never looked at: only the statement text.
         attributes = {**self.attributes, "db.query.text": sql}

@@ -20,7 +20,7 @@ from .listing import Page
 from .models import Comment, Task
 from .records import Collection
 from .schemas import COMMENT
-from .store import check_version, get_or_404, update_versioned
+from .store import change, check_version, get_or_404, update_versioned
 
 
 @attrs.frozen
@@ -98,8 +98,10 @@ class Comments(Collection):
             comment = self._locked(task_id, comment_id, caller, if_match)
             if "body" in body and body["body"] != comment.body:
                 now = self.store.clock()
+                old = comment.body
                 update_versioned(Comment, comment, {"body": body["body"], "edited_at": now}, now)
-                events.append(("comment.updated", {**self.payload(comment), "changed": ["body"]}))
+                changes = {"body": change(old, comment.body)}
+                events.append(("comment.updated", {**self.payload(comment), "changed": ["body"], "changes": changes}))
         return comment
 
     def remove(self, task_id: str, comment_id: str, caller: Caller, if_match: frozenset[int] | None) -> None:
@@ -109,7 +111,10 @@ class Comments(Collection):
             events.append(("comment.deleted", self.payload(comment)))
 
     def payload(self, comment: Comment, project_id: str | None = None) -> dict[str, Any]:
-        """Ids, never the body; ``task_id`` (and its project) so that a feed of a task's activity can show it."""
+        """Ids, not the body (an edit's ``changes`` hold the old and new text), and ``task_id`` and its project.
+
+        With ``task_id`` a comment's events are part of its task's activity.
+        """
         if project_id is None:
             project_id = Task.select(Task.project).where(Task.id == comment.task_id).scalar()
         return {

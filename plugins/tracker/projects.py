@@ -13,7 +13,7 @@ from .errors import Conflict, counted, listed
 from .models import ActionItemLink, ActionList, Comment, Project, Sprint, Task, TaskAssignee, TaskDependency, TaskLabel
 from .records import Collection, not_before, require
 from .schemas import PROJECT, PROJECT_STATUSES
-from .store import Event, iso_date, statement
+from .store import Event, change, iso_date, statement, update_versioned
 
 
 class Projects(Collection):
@@ -67,10 +67,25 @@ class Projects(Collection):
         TaskDependency.delete().where(TaskDependency.task.in_(tasks)).execute()
         ActionItemLink.delete().where(ActionItemLink.action_list.in_(own_lists)).execute()
         ActionList.delete().where(ActionList.project == record.id).execute()
-        # Action lists of other projects may point at this project's sprints: they keep their own project.
-        ActionList.update(sprint=None).where(
+        # Action lists of other projects may point at this project's sprints: they keep their own project and
+        # lose the sprint, a change of their own (a new version, an event), as when the sprint alone is deleted.
+        now = self.store.clock()
+        elsewhere = ActionList.select().where(
             ActionList.sprint.in_(Sprint.select(Sprint.id).where(Sprint.project == record.id))
-        ).execute()
+        )
+        for action_list in elsewhere.order_by(ActionList.id):
+            sprint_id = action_list.sprint_id
+            update_versioned(ActionList, action_list, {"sprint_id": None}, now)
+            events.append(
+                (
+                    "action_list.updated",
+                    {
+                        "action_list_id": action_list.id,
+                        "changed": ["sprint_id"],
+                        "changes": {"sprint_id": change(sprint_id, None)},
+                    },
+                )
+            )
         Task.delete().where(Task.project == record.id).execute()
         Sprint.delete().where(Sprint.project == record.id).execute()
         events.append(

@@ -21,6 +21,7 @@ from .store import (
     Event,
     Store,
     by_id,
+    change,
     check_version,
     exists,
     get_or_404,
@@ -117,6 +118,7 @@ class Collection:
             # Lost a race with a concurrent create of the same id.
             raise Conflict(f"{self.label.capitalize()} {record_id} already exists.", "/id") from None
         self.after_create(record, events)
+        # Ids, not bodies: a creation's activity entry says who and when; the record itself says what.
         events.append((f"{self.label}.created", self.event_payload(record)))
         return record
 
@@ -161,12 +163,16 @@ class Collection:
     def apply(self, record: Any, changes: Mapping[str, Any], events: list[Event]) -> None:
         """Write ``changes`` as the next version of ``record`` and queue the events they cause."""
         before = self.current_values(record)
+        old = {name: getattr(record, name) for name in changes}
         now = self.store.clock()
         if not update_versioned(self.model, record, changes, now):
             # The row was locked for us; only a concurrent delete or a bug gets here.
             raise PreconditionFailed(record.version)
         self.after_update(record, before, dict(changes), events)
-        events.append((f"{self.label}.updated", {**self.event_payload(record), "changed": sorted(changes)}))
+        diff = {name: change(old[name], getattr(record, name)) for name in sorted(changes)}
+        events.append(
+            (f"{self.label}.updated", {**self.event_payload(record), "changed": sorted(changes), "changes": diff})
+        )
 
     def delete(self, record_id: str, if_match: frozenset[int] | None, *, cascade: bool = False) -> None:
         with self.store.write() as events:

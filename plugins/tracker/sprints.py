@@ -13,7 +13,7 @@ from .errors import Conflict, Invalid, Problem
 from .models import ActionList, Project, Sprint, Task
 from .records import Collection, not_before, reference, require, sum_points
 from .schemas import SPRINT, SPRINT_STATUSES, id_pattern
-from .store import Event, check_version, update_versioned
+from .store import Event, change, check_version, update_versioned
 from .workflow import FINISHED
 
 #: A sprint is a short iteration: a year is already far longer than any cadence.
@@ -71,11 +71,28 @@ class Sprints(Collection):
         for task in Task.select().where(Task.sprint == record.id):
             update_versioned(Task, task, {"sprint_id": None}, now)
             events.append(
-                ("task.updated", {"task_id": task.id, "project_id": task.project_id, "changed": ["sprint_id"]})
+                (
+                    "task.updated",
+                    {
+                        "task_id": task.id,
+                        "project_id": task.project_id,
+                        "changed": ["sprint_id"],
+                        "changes": {"sprint_id": change(record.id, None)},
+                    },
+                )
             )
         for action_list in ActionList.select().where(ActionList.sprint == record.id):
             update_versioned(ActionList, action_list, {"sprint_id": None}, now)
-            events.append(("action_list.updated", {"action_list_id": action_list.id, "changed": ["sprint_id"]}))
+            events.append(
+                (
+                    "action_list.updated",
+                    {
+                        "action_list_id": action_list.id,
+                        "changed": ["sprint_id"],
+                        "changes": {"sprint_id": change(record.id, None)},
+                    },
+                )
+            )
 
     # -- start and close ------------------------------------------------------------
 
@@ -106,14 +123,19 @@ class Sprints(Collection):
             active = Sprint.get_or_none((Sprint.project == sprint.project_id) & (Sprint.status == "active"))
             if active is not None:
                 raise Conflict(f"Project {sprint.project_id} already has an active sprint: {active.id}.")
+            old = {name: getattr(sprint, name) for name in moved}
             try:
                 with self.store.database.atomic():  # a savepoint: the losing racer's error stays contained
                     update_versioned(Sprint, sprint, {**moved, "status": "active", "started_at": now}, now)
             except peewee.IntegrityError:
                 raise Conflict(f"Project {sprint.project_id} already has an active sprint.") from None
             if moved:
-                events.append(("sprint.updated", {**self.event_payload(sprint), "changed": sorted(moved)}))
-            events.append(("sprint.started", self.event_payload(sprint)))
+                diff = {name: change(old[name], moved[name]) for name in sorted(moved)}
+                events.append(
+                    ("sprint.updated", {**self.event_payload(sprint), "changed": sorted(moved), "changes": diff})
+                )
+            started = {"status": change("planned", "active"), "started_at": change(None, now)}
+            events.append(("sprint.started", {**self.event_payload(sprint), "changes": started}))
         return sprint
 
     @staticmethod
@@ -137,7 +159,15 @@ class Sprints(Collection):
                     update_versioned(Task, task, {"sprint_id": target}, now)
                     moved.append(task.id)
                     events.append(
-                        ("task.updated", {"task_id": task.id, "project_id": task.project_id, "changed": ["sprint_id"]})
+                        (
+                            "task.updated",
+                            {
+                                "task_id": task.id,
+                                "project_id": task.project_id,
+                                "changed": ["sprint_id"],
+                                "changes": {"sprint_id": change(sprint.id, target)},
+                            },
+                        )
                     )
             update_versioned(
                 Sprint,
@@ -154,6 +184,12 @@ class Sprints(Collection):
                         "completed_points": completed,
                         "carried_over_to": target or "backlog",
                         "carried_over_task_ids": moved,
+                        "changes": {
+                            "status": change("active", "closed"),
+                            "closed_at": change(None, now),
+                            "committed_points": change(None, committed),
+                            "completed_points": change(None, completed),
+                        },
                     },
                 )
             )

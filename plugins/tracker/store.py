@@ -19,6 +19,8 @@ Event = tuple[str, dict[str, Any]]
 #: peewee's context manager turning driver errors into its own (``peewee.IntegrityError``...).
 _driver_errors: Any = getattr(peewee, "__exception_wrapper__")  # noqa: B009 - the type checker does not see it
 Emit = Callable[[str, Mapping[str, Any]], None]
+#: ``runtime.record_events``: writes a transaction's events in it (an outbox), returns what to call after the commit.
+Record = Callable[[list[Event]], Callable[[], None]]
 
 #: How often an update without ``If-Match`` re-reads and retries after losing a race.
 UPDATE_ATTEMPTS = 5
@@ -39,6 +41,22 @@ def rfc3339(value: datetime.datetime | None) -> str | None:
     return value.isoformat(timespec="microseconds") + "Z"
 
 
+def shown(value: Any) -> Any:
+    """A value as the API shows it (dates and date-times as text): what an event's ``changes`` hold."""
+    if isinstance(value, datetime.datetime):
+        return rfc3339(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [dict(v) if isinstance(v, Mapping) else v for v in value]
+    return value
+
+
+def change(old: Any, new: Any) -> dict[str, Any]:
+    """One field's change as an event shows it."""
+    return {"old": shown(old), "new": shown(new)}
+
+
 def iso_date(value: datetime.date | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -55,10 +73,17 @@ def present(value: Any, fmt: str | None) -> Any:
 class Store:
     """The database and the event sink a tracker service works with."""
 
-    def __init__(self, database: Any, emit: Emit, clock: Callable[[], datetime.datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        database: Any,
+        emit: Emit,
+        clock: Callable[[], datetime.datetime] = utcnow,
+        record: Record | None = None,
+    ) -> None:
         self.database = database
         self.emit = emit
         self.clock = clock
+        self.record = record
         self._open = threading.local()
 
     @property
@@ -68,6 +93,11 @@ class Store:
     @contextlib.contextmanager
     def write(self) -> Iterator[list[Event]]:
         """A write transaction; events appended to the yielded list are fired once it commits.
+
+        With ``record`` (``runtime.record_events``) they are also written in
+        the transaction itself, last, so they exist exactly when the change
+        does (the ``events`` plugin's outbox); the listeners are then fed
+        from what committed.
 
         SQLite takes the write lock up front (``BEGIN IMMEDIATE``): a deferred
         transaction that reads and then writes can fail at once with
@@ -82,11 +112,17 @@ class Store:
         db = getattr(self.database, "obj", self.database)
         atomic = db.atomic() if self.is_postgres else db.atomic(lock_type="IMMEDIATE")
         self._open.events = events
+        committed: Callable[[], None] | None = None
         try:
             with atomic:
                 yield events
+                if self.record is not None and events:
+                    committed = self.record(events)
         finally:
             self._open.events = None
+        if committed is not None:
+            committed()
+            return
         for name, payload in events:
             self.emit(name, payload)
 

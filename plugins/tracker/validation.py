@@ -387,6 +387,20 @@ def _first(problems: Iterable[Problem]) -> list[Problem]:
     return sorted(found.values(), key=lambda p: p.pointer)
 
 
+@functools.lru_cache(maxsize=1024)
+def _check_schema(text: str) -> None:
+    """Refuse a schema that is not valid JSON Schema or has an unbounded array.
+
+    Keyed by the schema's JSON text: every app builds the same few hundred
+    schemas, and checking one against the metaschema costs about 10 ms.
+    """
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    unbounded = list(unbounded_arrays(schema))
+    if unbounded:
+        raise ValueError(f"arrays need maxItems and a typed items schema: {', '.join(unbounded)}")
+
+
 class Schema:
     """A compiled schema: ``Schema(doc).check(body)`` raises :class:`Invalid` listing every bad field.
 
@@ -396,10 +410,7 @@ class Schema:
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        Draft202012Validator.check_schema(schema)
-        unbounded = list(unbounded_arrays(schema))
-        if unbounded:
-            raise ValueError(f"arrays need maxItems and a typed items schema: {', '.join(unbounded)}")
+        _check_schema(json.dumps(schema, sort_keys=True))
         self.schema = schema
         self.validator = _Validator(schema, format_checker=_formats)
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
+import falcon.testing
 
 from tests.tracker.conftest import Api
 
@@ -144,8 +146,10 @@ def operation_of(start: str, templates: list[str]) -> str | None:
     return None
 
 
-def test_every_tracker_operation_has_an_example(api: Api) -> None:
-    document = api.client.simulate_get("/api/openapi.json").json
+def test_every_tracker_operation_has_an_example(make_client: Callable[..., falcon.testing.TestClient]) -> None:
+    # The tracker's own operations: the events and webhooks plugins serve theirs under /api/v1 too (docs/events.md).
+    client = make_client(environ={"APP_PLUGINS__DISABLE": "webhooks,events"})
+    document = client.simulate_get("/api/openapi.json").json
     templates = sorted((p for p in document["paths"] if p.startswith("/api/v1/")), key=lambda p: ("{" in p, p))
     operations = {
         f"{method.upper()} {path}"
