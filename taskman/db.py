@@ -13,6 +13,7 @@ import contextvars
 import heapq
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -90,6 +91,8 @@ class _BoundedPoolMixin:
             while len(self._connections) > self._pool_size:
                 _, _, extra = heapq.heappop(self._connections)
                 self._close_raw(extra)  # type: ignore[attr-defined]
+            # peewee wakes one waiter; a fork waiting for the pool to go idle is one more.
+            self._pool_available.notify_all()  # type: ignore[attr-defined]
 
 
 class SqliteDatabase(_BoundedPoolMixin, PooledSqliteDatabase):  # type: ignore[misc]
@@ -103,8 +106,43 @@ class PostgresqlDatabase(_BoundedPoolMixin, PooledPostgresqlDatabase):  # type: 
 #: What :func:`make_database` builds.
 PooledDatabase = SqliteDatabase | PostgresqlDatabase
 
-#: Every pool this process made, for :func:`_fresh_pools_after_fork`.
+#: Every pool this process made, for the fork handlers below.
 _pools: weakref.WeakSet[Any] = weakref.WeakSet()
+
+#: How long a fork waits for other threads to hand their connections back.
+FORK_WAIT_SECONDS = 5.0
+
+#: The pools whose lock the forking thread holds, from just before the fork until just after it.
+_held_across_fork: list[Any] = []
+
+
+def _quiet_pools_before_fork() -> None:
+    """Fork only while no other thread is inside the database.
+
+    SQLite keeps its file locks in a table of the whole process: a thread in
+    the middle of a transaction at the instant of the fork leaves the child
+    a lock that nobody there will ever release, and the child's first write
+    fails with "database is locked" (or hangs on a mutex held for ever).  So
+    the forking thread takes each pool's lock, waits (a bounded while) until
+    the connections other threads checked out come back, and holds the locks
+    across the fork, so none is checked out meanwhile.  Its own connection,
+    if it holds one, is its own business.
+    """
+    deadline = time.monotonic() + FORK_WAIT_SECONDS
+    for db in list(_pools):
+        db._pool_lock.acquire()
+        _held_across_fork.append(db)
+        own = None if db._state.closed else db.conn_key(db._state.conn)
+        while any(key != own for key in db._in_use):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break  # a connection some thread never gives back: fork as before rather than never
+            db._pool_available.wait(min(remaining, 0.1))
+
+
+def _release_pools_after_fork() -> None:
+    while _held_across_fork:
+        _held_across_fork.pop()._pool_lock.release()
 
 
 def _fresh_pools_after_fork() -> None:
@@ -117,6 +155,7 @@ def _fresh_pools_after_fork() -> None:
     parent's (closing one here would end the parent's session), so they are
     kept referenced, never closed nor used.
     """
+    _held_across_fork.clear()
     for db in list(_pools):
         inherited = [conn for _, _, conn in db._connections] + [pc.connection for pc in db._in_use.values()]
         db._inherited_connections = [*getattr(db, "_inherited_connections", ()), *inherited]
@@ -128,7 +167,11 @@ def _fresh_pools_after_fork() -> None:
         db._state.reset()
 
 
-os.register_at_fork(after_in_child=_fresh_pools_after_fork)
+os.register_at_fork(
+    before=_quiet_pools_before_fork,
+    after_in_parent=_release_pools_after_fork,
+    after_in_child=_fresh_pools_after_fork,
+)
 
 
 def is_sqlite_url(url: str) -> bool:

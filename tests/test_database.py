@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +70,64 @@ def test_pool_keeps_pool_size_idle_and_caps_at_pool_size_plus_overflow(database_
     assert len(db._in_use) == 0
     assert len(db._connections) == 2  # the overflow connection was closed on return
     db.close_all()
+
+
+FORK_DURING_A_TRANSACTION = """
+import os, sys, threading, time
+from taskman.config import DatabaseSettings
+from taskman.db import make_database, release_connection
+
+db = make_database(DatabaseSettings(url=sys.argv[1], busy_timeout_ms=1000))
+db.execute_sql("CREATE TABLE IF NOT EXISTS fork_note (body TEXT)")
+release_connection(db)
+lock = {"lock_type": "IMMEDIATE"} if sys.argv[1].startswith("sqlite:") else {}
+inside = threading.Event()
+
+def write(body):
+    with db.atomic(**lock):
+        db.execute_sql("INSERT INTO fork_note VALUES (%s)" % db.param, (body,))
+        if body == "parent":
+            inside.set()
+            time.sleep(0.5)  # still inside the transaction when the main thread forks
+    release_connection(db)
+
+thread = threading.Thread(target=write, args=("parent",))
+thread.start()
+inside.wait()
+pid = os.fork()
+if pid == 0:
+    try:
+        write("child")
+        (count,) = db.execute_sql("SELECT COUNT(*) FROM fork_note").fetchone()
+        os._exit(0 if count == 2 else 3)
+    except BaseException as exc:
+        sys.stderr.write(repr(exc))
+        os._exit(2)
+_, status = os.waitpid(pid, 0)
+thread.join()
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_fork_waits_for_the_transactions_of_other_threads(database_url: str) -> None:
+    """gunicorn --preload forks a master whose plugins' background threads may be mid-transaction.
+
+    On SQLite a transaction cut in half by the fork left the child a lock
+    that no one would ever release: its first write failed ("database is
+    locked"). The child here writes, and sees the parent's row committed.
+    Run in a fresh single-threaded interpreter, as in test_lifecycle.
+    """
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_DURING_A_TRANSACTION, database_url],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0", result.stderr
 
 
 def test_ping(database_url: str) -> None:
