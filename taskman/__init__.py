@@ -7,6 +7,7 @@ enforces it).  The submodules are the core's internals.
 
 from taskman.app import create_app, routed_methods, start, stop
 from taskman.asgi_adapters import nonblocking
+from taskman.background import Wakeup
 from taskman.cli import pass_runtime
 from taskman.config import Config, ConfigError, load_config, redact, setting, settings_section
 from taskman.db import UNAVAILABLE_ERRORS, database, ping, release_connection
@@ -29,6 +30,7 @@ __all__ = [
     "Runtime",
     "StartupError",
     "ValidationProblem",
+    "Wakeup",
     "__version__",
     "create_app",
     "database",

@@ -196,7 +196,7 @@ class Outbox:
         self.consumers: dict[str, tuple[str, Consumer]] = {}
         self._acks: set[int] = set()
         self._acks_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = taskman.Wakeup()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_prune: float | None = None
@@ -213,7 +213,7 @@ class Outbox:
         """
         self._acks = set()
         self._acks_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = taskman.Wakeup()
         self._stop = threading.Event()
         self._thread = None
         self.news = threading.Condition()
@@ -277,13 +277,13 @@ class Outbox:
     def acknowledge(self, ids: Sequence[int]) -> None:
         with self._acks_lock:
             self._acks.update(ids)
-        self._wake.set()
+        self._wake.ring()
 
     def announce(self) -> None:
         """New events exist: wake the long polls and the background round (consumers follow at once)."""
         with self.news:
             self.news.notify_all()
-        self._wake.set()
+        self._wake.ring()
 
     # -- the background round -------------------------------------------------------------
 
@@ -450,7 +450,7 @@ class Outbox:
     def stop(self, timeout: float = 10.0) -> None:
         thread = self._thread
         self._stop.set()
-        self._wake.set()
+        self._wake.ring()
         if thread is not None:
             thread.join(timeout)
         self._thread = None
@@ -463,13 +463,13 @@ class Outbox:
     def _loop(self) -> None:
         untraced()
         while not self._stop.is_set():
-            self._wake.clear()
+            seen = self._wake.rings()
             try:
                 self.run_once()
             except Exception as exc:
                 # A database outage, typically: the next round tries again.
                 log.warning("events_round_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            self._wake.wait(self.settings.poll_interval)
+            self._wake.wait(seen, self.settings.poll_interval)
 
     # -- reading ------------------------------------------------------------------------
 

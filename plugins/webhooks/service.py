@@ -220,7 +220,7 @@ class Webhooks:
         self.clock = clock
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
         self.on_attempt: Callable[[str], None] = lambda outcome: None
-        self._wake = threading.Event()
+        self._wake = taskman.Wakeup()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_prune = 0.0
@@ -229,7 +229,7 @@ class Webhooks:
     def forked(self) -> None:
         """In a forked child: none of the parent's threads runs here; the child's start-up starts its own."""
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._wake = threading.Event()
+        self._wake = taskman.Wakeup()
         self._stop = threading.Event()
         self._threads = []
 
@@ -343,7 +343,7 @@ class Webhooks:
                 sets.append(f"updated_at = {p}")
                 params.append(now)
                 db.execute_sql(f"UPDATE webhook_subscription SET {', '.join(sets)} WHERE id = {p}", (*params, sub_id))
-        self._wake.set()
+        self._wake.ring()
         found = self.get(sub_id)
         if found is None:
             raise NotFound(sub_id)
@@ -376,7 +376,7 @@ class Webhooks:
             row = db.execute_sql(
                 f"SELECT {DELIVERY_COLUMNS} FROM webhook_delivery WHERE message_id = {p}", (message_id,)
             ).fetchone()
-        self._wake.set()
+        self._wake.ring()
         return delivery_view(row)
 
     def deliveries(self, sub_id: str, status: str | None, before: int | None, limit: int) -> dict[str, Any]:
@@ -453,7 +453,7 @@ class Webhooks:
                 f"UPDATE webhook_subscription SET next_attempt_at = COALESCE(next_attempt_at, {p}) WHERE id = {p}",
                 (now, sub_id),
             )
-        return self._wake.set
+        return self._wake.ring
 
     def _insert_deliveries(self, rows: list[tuple[Any, ...]]) -> None:
         p = self._p()
@@ -684,19 +684,18 @@ class Webhooks:
 
     def stop(self, timeout: float | None = None) -> None:
         self._stop.set()
-        self._wake.set()
+        self._wake.ring()
         limit = self.settings.timeout + 5 if timeout is None else timeout
         for thread in self._threads:
             thread.join(limit)
         self._threads = []
 
     def wake(self) -> None:
-        self._wake.set()
+        self._wake.ring()
 
     def request_stop(self) -> None:
-        """Ask the threads to stop (from a signal handler): :meth:`run_until_stopped` returns."""
-        self._stop.set()
-        self._wake.set()
+        """Ask the threads to stop (from a signal handler): :meth:`run_until_stopped` returns, then :meth:`stop`."""
+        self._stop.set()  # only: a signal handler must not wait for a lock a delivery thread may hold
 
     def run_until_stopped(self) -> None:
         while not self._stop.wait(0.5):
@@ -705,6 +704,7 @@ class Webhooks:
     def _loop(self) -> None:
         untraced()
         while not self._stop.is_set():
+            seen = self._wake.rings()
             try:
                 busy = self.deliver_next()
                 if time.monotonic() - self._last_prune > PRUNE_EVERY:
@@ -718,5 +718,4 @@ class Webhooks:
                 log.warning("webhooks_round_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
                 busy = False
             if not busy:
-                self._wake.wait(self.settings.poll_interval)
-                self._wake.clear()
+                self._wake.wait(seen, self.settings.poll_interval)
