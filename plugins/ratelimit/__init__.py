@@ -22,6 +22,7 @@ from taskman import hookimpl
 from .backends import Backend, MemoryBackend, RedisBackend, open_backend
 from .core import (
     Decision,
+    ExemptPaths,
     FailureLog,
     RateLimiter,
     StorageUnavailableError,
@@ -90,7 +91,7 @@ def taskman_shutdown(runtime: taskman.Runtime) -> None:
 @hookimpl
 def taskman_openapi_amend(runtime: taskman.Runtime, document: Any) -> None:
     """For the openapi plugin: every limited operation may answer 429."""
-    settings = runtime.settings(RateLimitSettings)
+    exempt = ExemptPaths(runtime.settings(RateLimitSettings).exempt_paths)
     for path, method, operation in document.operations():
-        if group_of(method.upper()) is not None and not is_exempt(path, settings.exempt_paths):
+        if group_of(method.upper()) is not None and not exempt(path):
             document.add_response(operation, 429, "TooManyRequests")
