@@ -1,7 +1,7 @@
 """Shared fixtures: every HTTP test runs on WSGI and ASGI, on SQLite or PostgreSQL.
 
 Set ``TASKMAN_TEST_DATABASE_URL=postgresql://...`` to run the suite on
-PostgreSQL; each test then starts from an empty ``public`` schema.
+PostgreSQL; each test then starts without rows (:mod:`tests.pgschema`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import taskman
 from taskman.config import Config, load_config
 from taskman.db import is_sqlite_url
 from tests.helpers import TEST_ENVIRON
+from tests.pgschema import ReusableSchema
 from tests.servers import ServerLauncher
 
 POSTGRES_URL = os.environ.get("TASKMAN_TEST_DATABASE_URL", "")
@@ -88,13 +89,43 @@ def postgres_session_url() -> Iterator[str]:
     _admin_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def postgres_schema(postgres_session_url: str) -> Iterator[ReusableSchema | None]:
+    """The session database's schema, migrated once by the default plugins and kept while no test changes it."""
+    if not postgres_session_url:
+        yield None
+        return
+    schema = ReusableSchema(postgres_session_url)
+
+    def migrate() -> None:
+        config = load_config(
+            environ=TEST_ENVIRON, overrides={"environment": "testing", "database": {"url": postgres_session_url}}
+        )
+        runtime = taskman.create_app(config).taskman
+        try:
+            runtime.ensure_migrated()
+        finally:
+            runtime.database.close_all()
+
+    schema.record_baseline(migrate)
+    yield schema
+    schema.close()
+
+
 @pytest.fixture
-def database_url(tmp_path: Path, postgres_session_url: str) -> str:
-    """A fresh, empty database for this test."""
-    if postgres_session_url:
-        _admin_execute(postgres_session_url, "DROP SCHEMA IF EXISTS public CASCADE", "CREATE SCHEMA public")
-        return postgres_session_url
-    return f"sqlite:///{tmp_path / 'test.db'}"
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_session_url: str, postgres_schema: ReusableSchema | None
+) -> Iterator[str]:
+    """A database without rows for this test: on SQLite a new file; on PostgreSQL see :mod:`tests.pgschema`.
+
+    Mark a test ``empty_database`` when it needs no tables at all (it tests migrations, say).
+    """
+    if postgres_schema is None:
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    postgres_schema.prepare(empty=request.node.get_closest_marker("empty_database") is not None)
+    yield postgres_session_url
+    postgres_schema.settle()
 
 
 @pytest.fixture(autouse=True)

@@ -515,6 +515,7 @@ def test_tokens_commands_report_a_bad_database_url_in_one_line(url: str, message
         assert "S3cret" not in result.output
 
 
+@pytest.mark.empty_database
 def test_tokens_refuse_pending_migrations_in_production(database_url: str) -> None:
     env = {"APP_DATABASE__URL": database_url, "APP_ENVIRONMENT": "production"}
     result = CliRunner().invoke(cli, ["tokens", "list"], env=env, catch_exceptions=False)

@@ -230,6 +230,7 @@ def test_label_values_beyond_the_limit_become_other(make_client: Client) -> None
 # -- active_tasks from the database ---------------------------------------------------
 
 
+@pytest.mark.empty_database  # (makes a task table of its own)
 def test_active_tasks_counts_the_non_terminal_rows(make_client: Client, tasks: Callable[..., Any]) -> None:
     tasks("todo", "in_progress", "done", "dropped", None, "todo")
     client = make_client()
@@ -238,6 +239,7 @@ def test_active_tasks_counts_the_non_terminal_rows(make_client: Client, tasks: C
     assert total(scrape(client), "active_tasks") == 5, "counted at each scrape"
 
 
+@pytest.mark.empty_database  # (makes a task table of its own)
 def test_active_tasks_is_zero_until_the_table_exists(make_client: Client, tasks: Callable[..., Any]) -> None:
     client = make_client()
     text = scrape(client)
@@ -247,6 +249,7 @@ def test_active_tasks_is_zero_until_the_table_exists(make_client: Client, tasks:
     assert total(scrape(client), "active_tasks") == 1
 
 
+@pytest.mark.empty_database  # (makes a task table of its own)
 def test_active_tasks_table_column_and_terminal_statuses_are_configurable(
     make_client: Client, tasks: Callable[..., Any]
 ) -> None:
@@ -262,6 +265,7 @@ def test_active_tasks_table_column_and_terminal_statuses_are_configurable(
     assert total(scrape(client), "active_tasks") == 2  # "open" and "done": done is not terminal here
 
 
+@pytest.mark.empty_database  # (makes a task table of its own)
 def test_active_tasks_is_the_same_after_a_restart(make_client: Client, tasks: Callable[..., Any]) -> None:
     tasks("todo", "todo", "done")
     first = make_client()

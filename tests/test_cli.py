@@ -163,6 +163,7 @@ def test_check_exit_codes_say_what_failed(database_url: str, notes_plugin: Path)
     assert "notes:0001_create_notes" in pending.stderr
 
 
+@pytest.mark.empty_database
 def test_migrate_apply_status_rollback(database_url: str, notes_plugin: Path) -> None:
     env = {"APP_PLUGINS__DISABLE": "tracker,auth,events,webhooks"}  # the notes plugin's migrations alone
     status = run("migrate", "status", database_url=database_url, env=env)
@@ -191,6 +192,7 @@ def test_plugins_add_subcommands(notes_plugin: Path) -> None:
     assert run("notes-hello", "ada", env={"APP_PLUGINS__DISABLE": "notes"}).exit_code != 0
 
 
+@pytest.mark.empty_database
 def test_serve_refuses_pending_migrations_in_production(database_url: str, notes_plugin: Path) -> None:
     result = run("serve", env={"APP_ENVIRONMENT": "production"}, database_url=database_url)
     assert result.exit_code != 0

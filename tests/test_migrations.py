@@ -17,6 +17,9 @@ from taskman.db import database, make_database
 from taskman.migrations import HISTORY_TABLE, Migrations
 from tests.conftest import disabling
 
+#: Migration history is what these tests look at: they start with no tables at all.
+pytestmark = pytest.mark.empty_database
+
 CREATE_NOTES = """
 from peewee import Model, TextField
 

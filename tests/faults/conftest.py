@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import API, FaultServer, reset_postgres_schema
+from tests.faults.harness import API, FaultServer
 from tests.helpers import run_taskman
 from tests.pgcluster import PgCluster
+from tests.pgschema import ReusableSchema
 from tests.servers import ServerLauncher
 from tests.tcpproxy import TcpProxy
 
@@ -159,15 +160,15 @@ __all__ = ["GRACEFUL_TIMEOUT", "WORKERS", "request_headers", "server_env", "star
 def module_fault_server(
     flavour: str,
     folder: Path,
-    postgres_session_url: str,
+    postgres_schema: ReusableSchema | None,
     probe_plugin_path: Path,
     project_id: str,
     project_name: str,
 ) -> Iterator[tuple[FaultServer, str]]:
     """A fault server of one flavour on a fresh database, with one project created; killed on exit."""
-    if postgres_session_url:
-        reset_postgres_schema(postgres_session_url)
-        url = postgres_session_url
+    if postgres_schema is not None:
+        postgres_schema.prepare(empty=True)
+        url = postgres_schema.url
     else:
         url = f"sqlite:///{folder / 'faults.db'}"
     launcher = ServerLauncher(folder)
@@ -178,3 +179,5 @@ def module_fault_server(
         yield server, url
     finally:
         launcher.close()
+        if postgres_schema is not None:
+            postgres_schema.settle()

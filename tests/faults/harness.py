@@ -471,10 +471,3 @@ def stored_task_ids(database_url: str) -> set[str]:
             return {row[0] for row in conn.execute("SELECT id FROM task")}
     with psycopg.connect(database_url, connect_timeout=10) as pg:
         return {row[0] for row in pg.execute("SELECT id FROM task")}
-
-
-def reset_postgres_schema(database_url: str) -> None:
-    """Drop and re-create the ``public`` schema: an empty database."""
-    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as pg:
-        pg.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        pg.execute("CREATE SCHEMA public")

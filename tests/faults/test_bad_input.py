@@ -23,6 +23,7 @@ import pytest
 
 from tests.faults.conftest import module_fault_server
 from tests.faults.harness import API, FaultServer, problem, raw_request, wait_for
+from tests.pgschema import ReusableSchema
 from tests.servers import Reply
 
 pytestmark = pytest.mark.servers
@@ -42,12 +43,12 @@ class Target:
 def target(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    postgres_session_url: str,
+    postgres_schema: ReusableSchema | None,
     probe_plugin_path: Path,
 ) -> Iterator[Target]:
     """One server per flavour for the whole module (a fresh database), killed at the end."""
     folder = tmp_path_factory.mktemp(f"bad-input-{request.param}")
-    started = module_fault_server(request.param, folder, postgres_session_url, probe_plugin_path, PROJECT, "Bad input")
+    started = module_fault_server(request.param, folder, postgres_schema, probe_plugin_path, PROJECT, "Bad input")
     with started as (server, _):
         yield Target(server, server.workers())
 
