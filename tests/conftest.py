@@ -89,6 +89,16 @@ def postgres_session_url() -> Iterator[str]:
     _admin_execute(POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def migrate_default_plugins(url: str) -> None:
+    """Apply the migrations of the plugins a test app has by default to ``url``."""
+    config = load_config(environ=TEST_ENVIRON, overrides={"environment": "testing", "database": {"url": url}})
+    runtime = taskman.create_app(config).taskman
+    try:
+        runtime.ensure_migrated()
+    finally:
+        runtime.database.close_all()
+
+
 @pytest.fixture(scope="session")
 def postgres_schema(postgres_session_url: str) -> Iterator[ReusableSchema | None]:
     """The session database's schema, migrated once by the default plugins and kept while no test changes it."""
@@ -96,18 +106,7 @@ def postgres_schema(postgres_session_url: str) -> Iterator[ReusableSchema | None
         yield None
         return
     schema = ReusableSchema(postgres_session_url)
-
-    def migrate() -> None:
-        config = load_config(
-            environ=TEST_ENVIRON, overrides={"environment": "testing", "database": {"url": postgres_session_url}}
-        )
-        runtime = taskman.create_app(config).taskman
-        try:
-            runtime.ensure_migrated()
-        finally:
-            runtime.database.close_all()
-
-    schema.record_baseline(migrate)
+    schema.record_baseline(lambda: migrate_default_plugins(postgres_session_url))
     yield schema
     schema.close()
 
