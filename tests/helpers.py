@@ -112,3 +112,11 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 def plugins_json(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
     assert result.returncode == 0, result.stderr
     return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def run_python(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter from the repository root: a fork there runs single-threaded."""
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=root, timeout=60, check=False
+    )

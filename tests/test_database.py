@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ from taskman import hookimpl
 from taskman.config import DatabaseSettings
 from taskman.db import database, is_sqlite_url, make_database, ping, release_connection, sqlite_path
 from tests.conftest import database_for, disabling
+from tests.helpers import run_python
 from tests.sample_plugins import EchoPlugin
 from tests.test_app import assert_problem
 
@@ -117,15 +116,7 @@ def test_a_fork_waits_for_the_transactions_of_other_threads(database_url: str) -
     locked"). The child here writes, and sees the parent's row committed.
     Run in a fresh single-threaded interpreter, as in test_lifecycle.
     """
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "-c", FORK_DURING_A_TRANSACTION, database_url],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=60,
-        check=False,
-    )
+    result = run_python(FORK_DURING_A_TRANSACTION, database_url)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0", result.stderr
 

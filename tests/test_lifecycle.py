@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import falcon.testing
@@ -16,6 +13,7 @@ import pytest
 import taskman
 from taskman import hookimpl
 from taskman.plugins import PluginError
+from tests.helpers import run_python
 from tests.sample_plugins import EchoPlugin, LifecyclePlugin
 
 
@@ -140,15 +138,7 @@ def test_a_forked_wsgi_worker_runs_its_own_startup(database_url: str) -> None:
     Run in a fresh single-threaded interpreter: forking this multi-threaded
     test process could deadlock.
     """
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        [sys.executable, "-c", FORKING_WORKER, database_url],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=60,
-        check=False,
-    )
+    result = run_python(FORKING_WORKER, database_url)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["worker"] == [200, 2, 1]  # the parent's start-up, then the worker's own
